@@ -1,0 +1,173 @@
+"""FreeRADIUS value-pair tuples -> typed request data.
+
+rlm_python3 hands us ``(name, value)`` string tuples (values printed into a 1024-byte buffer, so anything of
+1023+ characters may be cut). Nothing here trusts the shape of its input: malformed pairs are skipped and
+counted, and missing or truncated certificate attributes raise ``RequestError`` with a specific reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from policy.model import CertificateFacts, NetworkContext
+from policy.x509facts import MUD_URL_OID, parse_mud_url
+
+TRUNCATION_LIMIT = 1023  # rlm_python3 prints each value into char[1024]
+MAX_PAIRS = 1000
+CERT = "TLS-Client-Cert-"
+MUD_ATTRIBUTE = CERT + MUD_URL_OID
+_TIME = re.compile(r"^(\d{12}|\d{14})Z$")
+
+
+class RequestError(ValueError):
+    """The request's attributes cannot be turned into certificate facts."""
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """All values per attribute name (attributes may repeat), plus how many malformed pairs were dropped."""
+
+    values: Mapping[str, tuple[str, ...]]
+    dropped: int
+
+    def first(self, name: str) -> str | None:
+        found = self.values.get(name)
+        return found[0] if found else None
+
+    def all(self, name: str) -> tuple[str, ...]:
+        return self.values.get(name, ())
+
+
+def _pairs_of(source: object) -> Iterable[object]:
+    if isinstance(source, tuple | list):
+        return source
+    return ()
+
+
+def request_pairs(p: object, section: str = "request") -> Pairs:
+    """Extract one list from what rlm_python3 passed: a dict of lists (pass_all_vps_dict) or a bare tuple."""
+    raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
+    values: dict[str, list[str]] = {}
+    dropped = 0
+    for count, pair in enumerate(_pairs_of(raw)):
+        if count >= MAX_PAIRS:
+            dropped += 1
+            continue
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            dropped += 1
+            continue
+        name, value = pair
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(name, str) or not isinstance(value, str) or not name or "\x00" in name:
+            dropped += 1
+            continue
+        values.setdefault(name, []).append(value)
+    return Pairs({k: tuple(v) for k, v in values.items()}, dropped)
+
+
+def _required(pairs: Pairs, name: str) -> str:
+    value = pairs.first(name)
+    if value is None or not value.strip():
+        raise RequestError(f"attribute {name} is missing (is this request from the check-eap-tls server?)")
+    return _not_truncated(name, value)
+
+
+def _not_truncated(name: str, value: str) -> str:
+    if len(value) >= TRUNCATION_LIMIT:
+        raise RequestError(f"attribute {name} is {len(value)} characters, cut by FreeRADIUS at {TRUNCATION_LIMIT}")
+    return value
+
+
+def _optional(pairs: Pairs, name: str) -> str | None:
+    value = pairs.first(name)
+    return _not_truncated(name, value) if value is not None else None
+
+
+def parse_asn1_time(value: str) -> datetime:
+    """UTCTime 'YYMMDDHHMMSSZ' or GeneralizedTime 'YYYYMMDDHHMMSSZ' as FreeRADIUS exports them."""
+    if not _TIME.match(value):
+        raise RequestError(f"time {value[:40]!r} is neither UTCTime nor GeneralizedTime")
+    digits = value[:-1]
+    if len(digits) == 12:
+        year = int(digits[:2])
+        digits = ("20" if year < 50 else "19") + digits
+    try:
+        return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise RequestError(f"time {value!r} is not a valid date: {exc}") from exc
+
+
+def parse_oneline_dn(dn: str) -> dict[str, str]:
+    """'/C=DE/O=x/serialNumber=SN-1' -> {'C': 'DE', ...}; first value per key wins."""
+    out: dict[str, str] = {}
+    for part in dn.split("/")[1:]:
+        key, sep, value = part.partition("=")
+        if sep and key and key not in out:
+            out[key] = value
+    return out
+
+
+def normalise_serial(value: str) -> str:
+    digits = value.strip().lower().replace(":", "")
+    if not digits or any(ch not in "0123456789abcdef" for ch in digits):
+        raise RequestError(f"certificate serial {value[:60]!r} is not hex")
+    return digits.lstrip("0") or "0"
+
+
+def facts_from_pairs(pairs: Pairs) -> CertificateFacts:
+    subject = _required(pairs, CERT + "Subject")
+    issuer = _required(pairs, CERT + "Issuer")
+    if not subject.startswith("/") or not issuer.startswith("/"):
+        raise RequestError("subject/issuer are not in OpenSSL one-line form ('/C=../O=..')")
+    basic = _optional(pairs, CERT + "X509v3-Basic-Constraints")
+    key_usage = _optional(pairs, CERT + "X509v3-Key-Usage")
+    eku: tuple[str, ...] | None = None
+    eku_values = pairs.all(CERT + "X509v3-Extended-Key-Usage-OID")
+    if eku_values or pairs.first(CERT + "X509v3-Extended-Key-Usage") is not None:
+        eku = tuple(o for v in eku_values for o in re.split(r"[,\s]+", _not_truncated("EKU", v)) if o)
+    mud_url = mud_error = None
+    mud_raw = _optional(pairs, MUD_ATTRIBUTE)
+    if mud_raw is not None:
+        try:
+            if not mud_raw.startswith("0x"):
+                raise ValueError("not an octets value")
+            mud_url = parse_mud_url(bytes.fromhex(mud_raw[2:]))
+        except ValueError as exc:
+            mud_error = str(exc)
+    not_before = _optional(pairs, CERT + "Valid-Since")
+    not_after = _optional(pairs, CERT + "Expiration")
+    return CertificateFacts(
+        source="radius",
+        subject=subject,
+        issuer=issuer,
+        cert_serial=normalise_serial(_required(pairs, CERT + "Serial")),
+        device_serial=parse_oneline_dn(subject).get("serialNumber") or None,
+        common_name=_optional(pairs, CERT + "Common-Name"),
+        not_before=parse_asn1_time(not_before) if not_before else None,
+        not_after=parse_asn1_time(not_after) if not_after else None,
+        is_ca=basic is not None and "CA:TRUE" in basic.upper(),
+        key_usage=tuple(s.strip() for s in key_usage.split(",") if s.strip()) if key_usage is not None else None,
+        eku_oids=eku,
+        subject_alt_name=_optional(pairs, CERT + "X509v3-Subject-Alternative-Name"),
+        authority_key_id=_optional(pairs, CERT + "X509v3-Authority-Key-Identifier"),
+        mud_url=mud_url,
+        mud_url_error=mud_error,
+    )
+
+
+def network_context(pairs: Pairs) -> NetworkContext:
+    def short(name: str) -> str | None:
+        value = pairs.first(name)
+        return value[:253] if value else None
+
+    return NetworkContext(
+        nas_ip=short("NAS-IP-Address") or short("NAS-IPv6-Address"),
+        nas_identifier=short("NAS-Identifier"),
+        nas_port=short("NAS-Port-Id") or short("NAS-Port"),
+        calling_station_id=short("Calling-Station-Id"),
+        user_name=short("User-Name"),
+    )

@@ -1,0 +1,167 @@
+"""The rlm_python3 entry points' logic, independent of the ``radiusd`` module (injected) so it can be tested.
+
+Rules (see docs/freeradius.md): the decision is taken once, in ``check_eap_tls``; any exception there becomes a
+reject (never fail open); ``post_auth`` never authorizes, and in ``Post-Auth-Type REJECT`` it treats the
+certificate attributes as unverified and only logs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from policy.model import Decision, NetworkContext, Outcome
+from radius_hooks.attributes import RequestError, facts_from_pairs, network_context, request_pairs
+from radius_hooks.service import Authorizer, device_label
+from radius_hooks.settings import HookSettings
+
+ReplyPairs = tuple[tuple[str, str, str], ...]
+DEDUP_SECONDS = 30.0
+
+
+class RadiusdModule(Protocol):
+    RLM_MODULE_REJECT: int
+    RLM_MODULE_OK: int
+    RLM_MODULE_UPDATED: int
+    RLM_MODULE_NOOP: int
+    RLM_MODULE_FAIL: int
+    L_INFO: int
+    L_ERR: int
+    L_AUTH: int
+    L_WARN: int
+
+    def radlog(self, level: int, message: str) -> None: ...
+
+
+def vlan_reply(decision: Decision) -> ReplyPairs:
+    """RFC 3580 VLAN attributes for an accept or quarantine."""
+    if decision.vlan is None:
+        return ()
+    return (
+        ("Tunnel-Type", ":=", "VLAN"),
+        ("Tunnel-Medium-Type", ":=", "IEEE-802"),
+        ("Tunnel-Private-Group-Id", ":=", str(decision.vlan)),
+    )
+
+
+def _failure_summary(messages: tuple[str, ...]) -> list[str]:
+    """The few Module-Failure-Messages that say why (OpenSSL's verdict first), not the whole cascade."""
+    telling = [m for m in messages if "OpenSSL says" in m or "Alert" in m] or list(messages)
+    return [m[:300] for m in telling[:3]] or ["TLS handshake or EAP failed"]
+
+
+class Hook:
+    def __init__(self, radiusd: RadiusdModule, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.radiusd = radiusd
+        self.clock = clock
+        self.authorizer: Authorizer | None = None
+        self.startup_error: str | None = None
+        self._decided: dict[tuple[str, str], float] = {}  # (cert serial, MAC) -> monotonic time of our reject
+
+    def log(self, level: int, message: str) -> None:
+        with contextlib.suppress(Exception):  # logging must never break authentication
+            self.radiusd.radlog(level, "trustport: " + message.replace("\n", " ")[:2000])
+
+    def instantiate(self, config: Any) -> int:
+        """Load settings, anchors, CRLs and open the registry. Returns 0, or -1 to stop radiusd from starting."""
+        try:
+            path = config.get("settings") if isinstance(config, dict) else None
+            if not path:
+                raise ValueError("python3 module config lacks 'settings = \"/path/hook.json\"'")
+            settings = HookSettings.load(Path(path))
+            self.authorizer = Authorizer.from_settings(settings)
+            for message in self.authorizer.trust.errors:
+                self.log(self.radiusd.L_WARN, message)
+            self.log(self.radiusd.L_INFO, f"loaded {len(self.authorizer.trust.anchors)} trust anchor CA(s), "
+                                          f"{len(self.authorizer.trust.crls)} CRL(s)")
+            return 0
+        except Exception as exc:
+            self.startup_error = f"{type(exc).__name__}: {exc}"
+            self.log(self.radiusd.L_ERR, f"cannot start: {self.startup_error}")
+            return -1
+
+    def authorize(self, p: Any) -> int:
+        """Called on every EAP round: certificates are not visible yet, so nothing to decide."""
+        return self.radiusd.RLM_MODULE_NOOP
+
+    def check_eap_tls(self, p: Any) -> int | tuple[int, dict[str, ReplyPairs]]:
+        """The decision, once per EAP-TLS authentication, after OpenSSL verified the chain."""
+        try:
+            return self._check_eap_tls(p)
+        except Exception as exc:
+            self.log(self.radiusd.L_ERR, f"reject (internal error, failing closed): {type(exc).__name__}: {exc}")
+            return self.radiusd.RLM_MODULE_REJECT
+
+    def _check_eap_tls(self, p: Any) -> int | tuple[int, dict[str, ReplyPairs]]:
+        if self.authorizer is None:
+            self.log(self.radiusd.L_ERR, f"reject: hook not initialised ({self.startup_error})")
+            return self.radiusd.RLM_MODULE_REJECT
+        pairs = request_pairs(p)
+        context = network_context(pairs)
+        now = self.clock()
+        try:
+            facts = facts_from_pairs(pairs)
+        except RequestError as exc:
+            self.log(self.radiusd.L_AUTH, f"reject {context.calling_station_id}: {exc}")
+            self.authorizer.record(now, None, f"malformed request from {context.calling_station_id}", context,
+                                   Decision(Outcome.REJECT, None, None, (f"request: {exc}",)))
+            return self.radiusd.RLM_MODULE_REJECT
+        result = self.authorizer.authorize(facts, context, now)
+        decision = result.decision
+        self.log(self.radiusd.L_AUTH, f"{decision.outcome.value} {device_label(facts)} "
+                                      f"mac={context.calling_station_id} vlan={decision.vlan}: "
+                                      + "; ".join(decision.reasons))
+        if decision.outcome is Outcome.REJECT:
+            self._remember_reject(facts.cert_serial, context)
+            return self.radiusd.RLM_MODULE_REJECT
+        return self.radiusd.RLM_MODULE_UPDATED, {"reply": vlan_reply(decision)}
+
+    def _remember_reject(self, serial: str, context: NetworkContext) -> None:
+        now = time.monotonic()
+        self._decided = {k: t for k, t in self._decided.items() if now - t < DEDUP_SECONDS}
+        self._decided[(serial, context.calling_station_id or "")] = now
+
+    def post_auth(self, p: Any) -> int:
+        """Never authorizes. In Post-Auth-Type REJECT, logs a reject that our policy did not take (TLS failure)."""
+        try:
+            if not self._is_reject(p):
+                return self.radiusd.RLM_MODULE_NOOP
+            pairs = request_pairs(p)
+            context = network_context(pairs)
+            serial = (pairs.first("TLS-Client-Cert-Serial") or "").lower().lstrip("0")
+            recent = self._decided.get((serial, context.calling_station_id or ""))
+            if recent is not None and time.monotonic() - recent < DEDUP_SECONDS:
+                return self.radiusd.RLM_MODULE_NOOP  # our own reject, already logged with its reasons
+            subject = (pairs.first("TLS-Client-Cert-Subject") or "no certificate")[:300]
+            issuer = (pairs.first("TLS-Client-Cert-Issuer") or "?")[:300]
+            why = _failure_summary(pairs.all("Module-Failure-Message"))
+            reasons = ("rejected by FreeRADIUS before policy: " + "; ".join(why),
+                       f"unverified certificate subject {subject} issuer {issuer}")
+            self.log(self.radiusd.L_AUTH, f"reject mac={context.calling_station_id}: " + "; ".join(reasons))
+            if self.authorizer is not None:
+                self.authorizer.record(self.clock(), None, f"unverified: {subject}", context,
+                                       Decision(Outcome.REJECT, None, None, reasons))
+        except Exception as exc:
+            self.log(self.radiusd.L_ERR, f"post_auth logging failed: {type(exc).__name__}: {exc}")
+        return self.radiusd.RLM_MODULE_NOOP
+
+    @staticmethod
+    def _is_reject(p: Any) -> bool:
+        config = request_pairs(p, "config")
+        if (config.first("Post-Auth-Type") or "").lower() == "reject":
+            return True
+        eap = request_pairs(p, "reply").first("EAP-Message") or ""
+        return eap.lower().startswith("0x04")
+
+    def detach(self, p: Any) -> int:
+        try:
+            if self.authorizer is not None:
+                self.authorizer.store.close()
+        except Exception as exc:
+            self.log(self.radiusd.L_WARN, f"closing the registry failed: {exc}")
+        return self.radiusd.RLM_MODULE_OK
+

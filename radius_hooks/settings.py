@@ -1,0 +1,87 @@
+"""What the hook needs at run time, read from the ``hook.json`` that ``trustport radius render`` writes.
+
+Kept separate from the app's YAML config so that the hook (inside radiusd) depends on nothing but ``policy``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policy.certificates import RevocationPolicy
+from policy.decide import SegmentRules
+from policy.errors import ConfigError
+from policy.model import CertKind
+
+SETTINGS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnchorFile:
+    name: str
+    role: CertKind
+    file: Path
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    anchors: tuple[AnchorFile, ...]
+    crl_dir: Path | None
+    crl_refresh_seconds: float
+    revocation: RevocationPolicy
+    rules: SegmentRules
+    database_url: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": SETTINGS_VERSION,
+            "trust_anchors": [{"name": a.name, "role": a.role.value, "file": str(a.file)} for a in self.anchors],
+            "crl_dir": str(self.crl_dir) if self.crl_dir else None,
+            "crl_refresh_seconds": self.crl_refresh_seconds,
+            "revocation": {
+                "require_crl_for": sorted(k.value for k in self.revocation.require_crl_for),
+                "accept_stale_crl": self.revocation.accept_stale_crl,
+            },
+            "segments": dict(self.rules.segments),
+            "quarantine_segment": self.rules.quarantine_segment,
+            "default_segment": self.rules.default_segment,
+            "onboarding_segment": self.rules.onboarding_segment,
+            "database_url": self.database_url,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> HookSettings:
+        try:
+            if not isinstance(data, dict) or data.get("version") != SETTINGS_VERSION:
+                raise ValueError(f"expected an object with version {SETTINGS_VERSION}")
+            rev = data["revocation"]
+            return cls(
+                anchors=tuple(
+                    AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"])) for a in data["trust_anchors"]
+                ),
+                crl_dir=Path(data["crl_dir"]) if data.get("crl_dir") else None,
+                crl_refresh_seconds=float(data["crl_refresh_seconds"]),
+                revocation=RevocationPolicy(
+                    frozenset(CertKind(k) for k in rev["require_crl_for"]), bool(rev["accept_stale_crl"])
+                ),
+                rules=SegmentRules(
+                    segments={str(k): int(v) for k, v in data["segments"].items()},
+                    quarantine_segment=str(data["quarantine_segment"]),
+                    default_segment=data.get("default_segment"),
+                    onboarding_segment=data.get("onboarding_segment"),
+                ),
+                database_url=str(data["database_url"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{source}: invalid hook settings ({type(exc).__name__}: {exc}); "
+                              "re-run 'trustport radius render'") from exc
+
+    @classmethod
+    def load(cls, path: Path) -> HookSettings:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read hook settings: {exc}") from exc
+        return cls.from_json(data, str(path))

@@ -1,0 +1,320 @@
+"""Subcommands: config, radius, decide, devices, lab."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+
+from policy.errors import CertificateError, DeviceNotFound, TrustportError
+from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
+from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
+from policy.store_sql import SqlDeviceStore
+from policy.x509facts import facts_from_certificate, load_pem_certificates
+from trustport.config import TrustportConfig, check_config, load_config
+
+MAX_CERT_BYTES = 256 * 1024
+_cli_config = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
+                           default=Path("trustport.yaml"), show_default=True,
+                           help="trustport config file (YAML); default: $TRUSTPORT_CONFIG or ./trustport.yaml")
+
+
+def _cli() -> Any:
+    from trustport import cli as cli_module
+
+    return cli_module
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check configuration files."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def config_check(file: Path, as_json: bool) -> None:
+    """Report every problem in FILE with its location (exit 1 if any)."""
+    config, problems = check_config(file)
+    if as_json:
+        _cli().emit_json({"file": str(file), "ok": not problems,
+                          "problems": [{"location": p.location, "message": p.message} for p in problems]})
+    elif problems:
+        for problem in problems:
+            click.echo(str(problem))
+        click.echo(f"{len(problems)} problem(s) found in {file}")
+    else:
+        assert config is not None
+        click.echo(f"{file}: OK ({len(config.trust_anchors)} trust anchor(s), {len(config.segments)} segment(s), "
+                   f"{len(config.radius.clients)} RADIUS client(s))")
+    if problems:
+        sys.exit(1)
+
+
+@click.group("radius")
+def radius_group() -> None:
+    """FreeRADIUS configuration."""
+
+
+@radius_group.command("render")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="raddb directory to write")
+@click.option("--check/--no-check", default=True, help="run 'freeradius -XC' on the result")
+def radius_render(config_file: Path, out: Path, check: bool) -> None:
+    """Write a runnable FreeRADIUS raddb directory from the trustport config."""
+    from trustport.radiusd import RadiusServer
+    from trustport.render import render, site_packages
+
+    config = load_config(config_file)
+    written = render(config, out)
+    click.echo(f"wrote {len(written)} files to {out}")
+    if check:
+        RadiusServer(out.resolve(), out / "log" / "check.log").check()
+        click.echo("freeradius -XC: configuration OK")
+    click.echo(f"start it with: PYTHONPATH={site_packages()} freeradius -d {out.resolve()}")
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    try:
+        if path.stat().st_size > MAX_CERT_BYTES:
+            raise CertificateError(f"{path}: larger than {MAX_CERT_BYTES} bytes; not a device certificate")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CertificateError(f"{path}: cannot read: {exc.strerror}") from exc
+    return load_pem_certificates(data, str(path))[0]
+
+
+def _authorizer(config: TrustportConfig) -> Any:
+    from radius_hooks.service import Authorizer
+
+    return Authorizer.from_settings(config.hook_settings())
+
+
+@click.command("decide")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path), required=True, help="device certificate (PEM)")
+@click.option("--chain", "chain_file", type=click.Path(path_type=Path), help="intermediate CA certificates (PEM)")
+@click.option("--nas-ip", help="NAS-IP-Address the request would come from")
+@click.option("--nas-port", help="NAS-Port / NAS-Port-Id")
+@click.option("--json", "as_json", is_flag=True)
+@_cli_config
+def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None, nas_port: str | None,
+                   as_json: bool, config_file: Path) -> None:
+    """What would happen to this device? Validates the certificate like FreeRADIUS + the hook, writes nothing."""
+    from trustport.chain import verify_chain
+
+    config = load_config(config_file)
+    cert = read_certificate(cert_file)
+    intermediates = load_pem_certificates(chain_file.read_bytes(), str(chain_file)) if chain_file else []
+    authorizer = _authorizer(config)
+    now = _cli().now_utc()
+    chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
+    facts = facts_from_certificate(cert)
+    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,))
+    context = NetworkContext(nas_ip=nas_ip, nas_port=nas_port)
+    decision = result.decision
+    if as_json:
+        _cli().emit_json({"device": {"issuer": facts.issuer, "serial_number": facts.device_serial,
+                                     "subject": facts.subject, "mud_url": facts.mud_url,
+                                     "registry_id": result.device.id if result.device else None,
+                                     "state": result.device.state if result.device else None},
+                          "context": context, "checks": result.verdict.checks, "decision": decision})
+        return
+    click.echo(f"device   {facts.device_serial or '?'}  ({facts.subject})")
+    click.echo(f"issuer   {facts.issuer}  [{result.verdict.kind or 'untrusted'}]")
+    click.echo(f"registry {f'#{result.device.id} {result.device.state.value}' if result.device else 'not registered'}")
+    if nas_ip or nas_port:
+        click.echo(f"from     NAS {nas_ip or '?'} port {nas_port or '?'}")
+    click.echo("")
+    marks = {True: "ok  ", False: "FAIL", None: "--  "}
+    click.echo(_cli().table(("check", "result", "detail"),
+                            [(c.name, marks[c.ok], c.detail) for c in result.verdict.checks]))
+    click.echo("")
+    vlan = f" VLAN {decision.vlan} ({decision.segment})" if decision.vlan is not None else ""
+    click.echo(f"decision: {decision.outcome.value.upper()}{vlan}")
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+
+
+@click.group("devices")
+def devices_group() -> None:
+    """The device registry."""
+
+
+def _store(config_file: Path) -> SqlDeviceStore:
+    config = load_config(config_file, check_files=False)
+    return SqlDeviceStore(config.database_url())
+
+
+def _device_row(d: DeviceRecord) -> tuple[Any, ...]:
+    seen = d.last_seen.strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else "never"
+    return (d.id, d.key.serial_number, d.state.value, d.segment or "-", d.cert_kind or "-", d.owner or "-", seen,
+            d.key.issuer)
+
+
+DEVICE_HEADERS = ("id", "serial", "state", "segment", "kind", "owner", "last seen", "issuer")
+
+
+def _resolve(store: SqlDeviceStore, ref: str) -> DeviceRecord:
+    """A device by registry id, or by serial number when that is unique."""
+    if ref.isdigit():
+        found = store.get_device(int(ref))
+        if found is not None:
+            return found
+    matches = [d for d in store.list_devices() if d.key.serial_number == ref]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise TrustportError(f"serial {ref!r} is registered under {len(matches)} issuers; use the id "
+                             f"({', '.join(str(m.id) for m in matches)})")
+    raise DeviceNotFound(f"no device with id or serial {ref!r}; see 'trustport devices list'")
+
+
+@devices_group.command("list")
+@click.option("--state", type=click.Choice([s.value for s in LifecycleState]))
+@click.option("--json", "as_json", is_flag=True)
+@_cli_config
+def devices_list(state: str | None, as_json: bool, config_file: Path) -> None:
+    store = _store(config_file)
+    try:
+        devices = store.list_devices(LifecycleState(state) if state else None)
+    finally:
+        store.close()
+    if as_json:
+        _cli().emit_json(list(devices))
+    else:
+        click.echo(_cli().table(DEVICE_HEADERS, [_device_row(d) for d in devices]))
+
+
+@devices_group.command("show")
+@click.argument("device")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=20, show_default=True, help="decision log entries to show")
+@_cli_config
+def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> None:
+    store = _store(config_file)
+    try:
+        record = _resolve(store, device)
+        log = store.decisions(record.id, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        _cli().emit_json({"device": record, "decisions": list(log)})
+        return
+    for label, value in (("id", record.id), ("serial", record.key.serial_number), ("issuer", record.key.issuer),
+                         ("state", record.state.value), ("segment", record.segment), ("owner", record.owner),
+                         ("notes", record.notes), ("kind", record.cert_kind), ("cert serial", record.cert_serial),
+                         ("fingerprint", record.fingerprint_sha256), ("MUD URL", record.mud_url),
+                         ("first seen", record.first_seen), ("last seen", record.last_seen)):
+        click.echo(f"{label:<12} {value if value is not None else '-'}")
+    click.echo("\ndecision log (newest first):")
+    click.echo(_cli().table(("time", "outcome", "vlan", "nas", "port", "mac", "reasons"), [
+        (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.outcome.value, e.vlan, e.context.nas_ip, e.context.nas_port,
+         e.context.calling_station_id, "; ".join(e.reasons)) for e in log]))
+
+
+@devices_group.command("add")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path), help="take issuer + serial from this PEM")
+@click.option("--issuer", help="issuer DN in OpenSSL one-line form (/C=../O=../CN=..)")
+@click.option("--serial", help="device serial number (subject serialNumber)")
+@click.option("--state", type=click.Choice([s.value for s in LifecycleState]), default="operational",
+              show_default=True)
+@click.option("--segment")
+@click.option("--owner")
+@click.option("--notes")
+@click.option("--json", "as_json", is_flag=True)
+@_cli_config
+def devices_add(cert_file: Path | None, issuer: str | None, serial: str | None, state: str, segment: str | None,
+                owner: str | None, notes: str | None, as_json: bool, config_file: Path) -> None:
+    """Register a device by its certificate, or by issuer DN + serial number."""
+    config = load_config(config_file, check_files=False)
+    if segment is not None and segment not in config.segments:
+        raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(config.segments)}")
+    facts = None
+    kind = None
+    if cert_file is not None:
+        facts = facts_from_certificate(read_certificate(cert_file))
+        if not facts.device_serial:
+            raise CertificateError(f"{cert_file}: subject has no serialNumber; not an 802.1AR device certificate")
+        issuer, serial = facts.issuer, facts.device_serial
+        anchor = next((a for a in config.trust_anchors
+                       if facts.issuer in _subjects(config.path(a.file))), None)
+        kind = anchor.role if anchor else None
+    if not issuer or not serial or not issuer.startswith("/"):
+        raise click.UsageError("give --cert FILE, or --issuer '/C=../CN=..' and --serial SN")
+    store = SqlDeviceStore(config.database_url())
+    try:
+        record = store.add_device(DeviceKey(issuer, serial), state=LifecycleState(state), segment=segment,
+                                  owner=owner, notes=notes, cert_kind=kind, facts=facts, now=_cli().now_utc())
+    finally:
+        store.close()
+    if as_json:
+        _cli().emit_json(record)
+    else:
+        click.echo(f"added device #{record.id} {serial} ({record.state.value})")
+
+
+def _subjects(path: Path) -> set[str]:
+    from policy.x509facts import oneline_dn
+
+    return {oneline_dn(c.subject) for c in load_pem_certificates(path.read_bytes(), str(path))}
+
+
+def _transition(action: Action) -> None:
+    @devices_group.command(action.name, help=action.help)
+    @click.argument("device")
+    @click.option("--segment", help="segment to place the device in")
+    @click.option("--reason", help="recorded in the device notes")
+    @click.option("--json", "as_json", is_flag=True)
+    @_cli_config
+    def command(device: str, segment: str | None, reason: str | None, as_json: bool, config_file: Path) -> None:
+        config = load_config(config_file, check_files=False)
+        if segment is not None and segment not in config.segments:
+            raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(config.segments)}")
+        store = SqlDeviceStore(config.database_url())
+        try:
+            record = _resolve(store, device)
+            try:
+                target = apply_action(action.name, record.state)
+            except TransitionRefused as exc:
+                raise TransitionRefused(f"device #{record.id}: {exc}") from exc
+            line = f"{action.name}: {reason}" if reason else None
+            notes = f"{record.notes}\n{line}" if line and record.notes else line
+            updated = store.update_device(record.id, state=target, segment=segment, notes=notes)
+        finally:
+            store.close()
+        if as_json:
+            _cli().emit_json(updated)
+        else:
+            click.echo(f"device #{updated.id} {updated.key.serial_number}: {record.state.value} -> "
+                       f"{updated.state.value}" + (f" (segment {updated.segment})" if updated.segment else ""))
+
+
+for _action in ACTIONS.values():
+    _transition(_action)
+
+
+@click.command("lab")
+@click.option("--workdir", type=click.Path(path_type=Path), help="keep the lab's files here (default: temporary)")
+def lab_command(workdir: Path | None) -> None:
+    """Run the demo lab: real FreeRADIUS + eapol_test, one client per scenario, and print what each got."""
+    from trustport.lab import format_rows, run_lab
+
+    rows = run_lab(workdir, echo=click.echo)
+    click.echo("")
+    click.echo(format_rows(rows))
+    bad = [r for r in rows if not r.as_expected]
+    click.echo("")
+    if bad:
+        click.echo(f"{len(bad)} of {len(rows)} scenarios did not get the expected outcome")
+        sys.exit(1)
+    click.echo(f"all {len(rows)} scenarios got the expected outcome")
+
+
+def register(cli: click.Group) -> None:
+    for command in (config_group, radius_group, decide_command, devices_group, lab_command):
+        cli.add_command(command)
+
+

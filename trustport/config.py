@@ -1,0 +1,322 @@
+"""The operator's configuration file (YAML): typed, validated, every problem reported with its location.
+
+Secrets are given inline, as ``{env: NAME}`` or ``{file: PATH}``, and are held as ``Secret`` values that print
+as REDACTED. Relative paths are relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policy.certificates import RevocationPolicy
+from policy.decide import SegmentRules
+from policy.errors import ConfigError
+from policy.model import CertKind
+from radius_hooks.settings import AnchorFile, HookSettings
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class Secret:
+    """A secret string that never prints."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('REDACTED')"
+
+    def __str__(self) -> str:
+        return "REDACTED"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _resolve_secret(value: Any, base: Path) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("secret is empty")
+        return Secret(value)
+    if isinstance(value, dict) and set(value) == {"env"}:
+        name = str(value["env"])
+        if name not in os.environ or not os.environ[name]:
+            raise ValueError(f"environment variable {name} is not set")
+        return Secret(os.environ[name])
+    if isinstance(value, dict) and set(value) == {"file"}:
+        path = base / str(value["file"])
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+        if not text:
+            raise ValueError(f"secret file {path} is empty")
+        return Secret(text)
+    raise ValueError("a secret is a string, {env: NAME} or {file: PATH}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class RadiusClient(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    address: str
+    secret: Secret
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_network(value, strict=False)
+        return value
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, value: Any) -> Secret:
+        secret = _resolve_secret(value, _BASE.get())
+        if len(secret.reveal()) < 16:
+            raise ValueError("RADIUS shared secrets must be at least 16 characters")
+        if any(ch in secret.reveal() for ch in '"\\\n\r'):
+            raise ValueError('RADIUS shared secrets must not contain quotes, backslashes or newlines')
+        return secret
+
+
+class RadiusSettings(_Model):
+    listen_address: str = "127.0.0.1"
+    auth_port: int = Field(default=1812, ge=1, le=65535)
+    acct_port: int = Field(default=1813, ge=1, le=65535)
+    reject_delay: int = Field(default=1, ge=0, le=5)
+    run_as_user: str | None = "freerad"
+    server_certificate: Path
+    server_key: Path
+    server_key_password: Secret | None = None
+    clients: list[RadiusClient] = Field(min_length=1)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("server_key_password", mode="before")
+    @classmethod
+    def _key_password(cls, value: Any) -> Secret | None:
+        return None if value is None else _resolve_secret(value, _BASE.get())
+
+
+class TrustAnchorSettings(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    role: CertKind
+    file: Path
+
+
+class RevocationSettings(_Model):
+    crl_dir: Path | None = None
+    refresh_seconds: float = Field(default=30.0, gt=0, le=86400)
+    require_crl_for: list[CertKind] = Field(default_factory=lambda: [CertKind.LDEVID])
+    accept_stale_crl: bool = False
+
+
+class PolicySettings(_Model):
+    quarantine_segment: str = "quarantine"
+    default_segment: str | None = None
+    onboarding_segment: str | None = None
+
+
+class DatabaseSettings(_Model):
+    url: str = "sqlite:///trustport.sqlite"
+    password: Secret | None = None
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, value: Any) -> Secret | None:
+        return None if value is None else _resolve_secret(value, _BASE.get())
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("database url must start with sqlite:/// or postgresql://")
+        return value
+
+
+class TrustportConfig(_Model):
+    site: str = "default"
+    radius: RadiusSettings
+    trust_anchors: list[TrustAnchorSettings] = Field(min_length=1)
+    revocation: RevocationSettings = RevocationSettings()
+    segments: dict[str, int]
+    policy: PolicySettings = PolicySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    base_dir: Path = Path()
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, vlan in value.items():
+            if not 1 <= vlan <= 4094:
+                raise ValueError(f"segment {name!r}: VLAN {vlan} is outside 1-4094")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> TrustportConfig:
+        for field_name in ("quarantine_segment", "default_segment", "onboarding_segment"):
+            name = getattr(self.policy, field_name)
+            if name is not None and name not in self.segments:
+                raise ValueError(f"policy.{field_name} names segment {name!r}, which is not in segments")
+        names = [a.name for a in self.trust_anchors]
+        if len(names) != len(set(names)):
+            raise ValueError("trust anchor names must be unique")
+        return self
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    def database_url(self) -> str:
+        """The URL with relative SQLite paths made absolute and the password filled in (never print it)."""
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            url = "sqlite:///" + str(self.path(Path(url[len("sqlite:///"):])))
+        if self.database.password is not None and url.startswith("postgresql"):
+            from sqlalchemy.engine import make_url
+
+            url = make_url(url).set(password=self.database.password.reveal()).render_as_string(hide_password=False)
+        return url
+
+    def hook_settings(self) -> HookSettings:
+        return HookSettings(
+            anchors=tuple(AnchorFile(a.name, a.role, self.path(a.file)) for a in self.trust_anchors),
+            crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
+            crl_refresh_seconds=self.revocation.refresh_seconds,
+            revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
+            rules=SegmentRules(segments=dict(self.segments), **self.policy.model_dump()),
+            database_url=self.database_url(),
+        )
+
+
+class _BaseDir:
+    """The directory relative secret files resolve against, while one config is being validated."""
+
+    def __init__(self) -> None:
+        self._value = Path()
+
+    def get(self) -> Path:
+        return self._value
+
+    def set(self, value: Path) -> None:
+        self._value = value
+
+
+_BASE = _BaseDir()
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+def _line_index(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[(*path, str(key.value))] = key.start_mark.line + 1
+            _line_index(value, (*path, str(key.value)), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+def _locate(file: Path, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> str:
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return f"{file}:{lines[loc[:cut]]}: {dotted}"
+    return f"{file}: {dotted}"
+
+
+def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
+    """Checks that need the file system: referenced files exist and parse."""
+    from policy.x509facts import load_pem_certificates
+
+    for i, anchor in enumerate(config.trust_anchors):
+        path = config.path(anchor.file)
+        try:
+            load_pem_certificates(path.read_bytes(), str(path))
+        except OSError as exc:
+            yield Problem(f"{file}: trust_anchors.{i}.file", f"cannot read {path}: {exc.strerror}")
+        except ConfigError as exc:
+            yield Problem(f"{file}: trust_anchors.{i}.file", str(exc))
+        except Exception as exc:
+            yield Problem(f"{file}: trust_anchors.{i}.file", str(exc))
+    for name in ("server_certificate", "server_key"):
+        path = config.path(getattr(config.radius, name))
+        if not path.is_file():
+            yield Problem(f"{file}: radius.{name}", f"file {path} does not exist")
+    if config.revocation.crl_dir is not None and not config.path(config.revocation.crl_dir).is_dir():
+        yield Problem(f"{file}: revocation.crl_dir", f"directory {config.path(config.revocation.crl_dir)} "
+                                                      "does not exist")
+
+
+def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConfig | None, list[Problem]]:
+    """Parse and validate; returns the config (if it validated) and every problem found."""
+    try:
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            return None, [Problem(str(file), f"larger than {MAX_CONFIG_BYTES} bytes; is this a config file?")]
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(file), f"cannot read: {exc}")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        return None, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    if not isinstance(data, dict):
+        return None, [Problem(str(file), "the top level must be a mapping (key: value)")]
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _line_index(node, (), lines)
+    base = file.resolve().parent
+    _BASE.set(base)
+    try:
+        config = TrustportConfig.model_validate({**data, "base_dir": base})
+    except ValidationError as exc:
+        problems = [Problem(_locate(file, tuple(e["loc"]), lines), e["msg"]) for e in exc.errors()]
+        return None, problems
+    finally:
+        _BASE.set(Path())
+    problems = list(_file_problems(config, file)) if check_files else []
+    return config, problems
+
+
+def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:
+    config, problems = check_config(file, check_files=check_files)
+    if problems or config is None:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(str(p) for p in problems))
+    return config
+
+
+__all__ = ["Problem", "Secret", "TrustportConfig", "check_config", "load_config"]

@@ -1,0 +1,185 @@
+"""``trustport lab``: the whole story so far on one machine, with real FreeRADIUS and real eapol_test clients.
+
+Builds a throw-away PKI, config and registry, renders and starts FreeRADIUS on a free loopback port, runs one
+802.1X EAP-TLS client per scenario, prints what each got and why, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from policy.model import DeviceKey, LifecycleState
+from policy.store_sql import SqlDeviceStore
+from policy.x509facts import facts_from_certificate
+from trustport.config import load_config
+from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
+from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
+from trustport.render import render
+
+SEGMENTS = {"production": 30, "cameras": 40, "quarantine": 999}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    serial: str
+    issuer: str  # "idevid", "ldevid" or "rogue"
+    registry_state: LifecycleState | None
+    segment: str | None
+    revoked: bool
+    expected: str  # what the lab promises, checked against what happened
+    mud_url: str | None = None
+
+
+SCENARIOS = (
+    Scenario("known operational (LDevID)", "SN-1001", "ldevid", LifecycleState.OPERATIONAL, "production", False,
+             "accept VLAN 30"),
+    Scenario("genuine unknown (IDevID)", "SN-2002", "idevid", None, None, False, "quarantine VLAN 999",
+             mud_url="https://mud.acme.example/thermostat.json"),
+    Scenario("quarantined (LDevID)", "SN-3003", "ldevid", LifecycleState.QUARANTINED, "cameras", False,
+             "quarantine VLAN 999"),
+    Scenario("revoked (LDevID)", "SN-4004", "ldevid", LifecycleState.OPERATIONAL, "production", True, "reject"),
+    Scenario("untrusted CA", "SN-5005", "rogue", None, None, False, "reject"),
+)
+
+
+@dataclass(frozen=True)
+class LabRow:
+    scenario: Scenario
+    result: EapolResult
+    got: str
+    state_after: str
+    reasons: str
+
+    @property
+    def as_expected(self) -> bool:
+        return self.got == self.scenario.expected
+
+
+def _got(result: EapolResult) -> str:
+    if result.code == "Access-Accept" and result.vlan is not None:
+        return ("quarantine" if result.vlan == SEGMENTS["quarantine"] else "accept") + f" VLAN {result.vlan}"
+    if result.code == "Access-Reject":
+        return "reject" if result.eap_code == 4 else f"reject (EAP code {result.eap_code}, expected 4)"
+    return f"{result.code} without VLAN" if result.code != "none" else "no answer"
+
+
+def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Path]], dict[str, Issued]]:
+    """PKI, CRL and config file for the lab; returns (config path, device cert/key paths, CAs)."""
+    pki = work / "pki"
+    cas = {
+        "idevid": make_ca("Acme Manufacturer IDevID CA", "Acme Devices", now=now),
+        "ldevid": make_ca("trustport LDevID CA", "Example Site", now=now),
+        "rogue": make_ca("Rogue CA", "Acme Devices", now=now),
+        "server": make_ca("trustport RADIUS server CA", "Example Site", now=now),
+    }
+    for name, ca in cas.items():
+        ca.write(pki, f"{name}-ca")
+    issue_server(cas["server"], "radius.lab.example", now=now).write(pki, "server")
+    devices: dict[str, tuple[Path, Path]] = {}
+    revoked: list[int] = []
+    for scenario in SCENARIOS:
+        issued = issue_device(cas[scenario.issuer], cn=f"{scenario.serial.lower()}.devices.example",
+                              serial_number=scenario.serial, now=now, mud_url=scenario.mud_url)
+        devices[scenario.serial] = issued.write(pki, scenario.serial)
+        if scenario.revoked:
+            revoked.append(issued.cert.serial_number)
+    crl_dir = work / "crl"
+    crl_dir.mkdir(exist_ok=True)
+    (crl_dir / "ldevid.crl").write_bytes(crl_pem(make_crl(cas["ldevid"], revoked, now=now)))
+    secret_file = work / "radius-secret"
+    write_private(secret_file, secrets.token_urlsafe(24).encode())
+    auth_port = free_port(count=2)
+    config = {
+        "site": "lab",
+        "radius": {
+            "listen_address": "127.0.0.1", "auth_port": auth_port, "acct_port": auth_port + 1,
+            "reject_delay": 0, "run_as_user": None,
+            "server_certificate": "pki/server.pem", "server_key": "pki/server.key",
+            "clients": [{"name": "lab-nas", "address": "127.0.0.1/32", "secret": {"file": "radius-secret"}}],
+        },
+        "trust_anchors": [
+            {"name": "acme-idevid", "role": "idevid", "file": "pki/idevid-ca.pem"},
+            {"name": "site-ldevid", "role": "ldevid", "file": "pki/ldevid-ca.pem"},
+        ],
+        "revocation": {"crl_dir": "crl", "refresh_seconds": 5, "require_crl_for": ["ldevid"]},
+        "segments": SEGMENTS,
+        "policy": {"quarantine_segment": "quarantine", "default_segment": "production"},
+        "database": {"url": "sqlite:///registry.sqlite"},
+    }
+    config_path = work / "trustport.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return config_path, devices, cas
+
+
+def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> list[LabRow]:
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp:
+        base = work or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        echo(f"lab directory: {base}")
+        config_path, devices, _cas = build_lab(base, now)
+        config = load_config(config_path)
+        store = SqlDeviceStore(config.database_url())
+        try:
+            for scenario in SCENARIOS:
+                if scenario.registry_state is None:
+                    continue
+                from cryptography import x509
+
+                cert = x509.load_pem_x509_certificate(devices[scenario.serial][0].read_bytes())
+                facts = facts_from_certificate(cert)
+                store.add_device(DeviceKey(facts.issuer, scenario.serial), state=scenario.registry_state, now=now,
+                                 segment=scenario.segment, owner="lab", facts=facts)
+            raddb = base / "raddb"
+            render(config, raddb)
+            server = RadiusServer(raddb, base / "radiusd.log")
+            server.check()
+            echo(f"FreeRADIUS config {raddb} passes 'freeradius -XC'; starting on 127.0.0.1:{config.radius.auth_port}")
+            rows = []
+            secret = config.radius.clients[0].secret.reveal()
+            with server:
+                for index, scenario in enumerate(SCENARIOS, start=1):
+                    cert_path, key_path = devices[scenario.serial]
+                    conf = write_eapol_conf(base / f"eapol-{scenario.serial}.conf",
+                                            identity=f"{scenario.serial.lower()}.devices.example",
+                                            ca_cert=base / "pki" / "server-ca.pem", client_cert=cert_path,
+                                            private_key=key_path)
+                    result = run_eapol(conf, port=config.radius.auth_port, secret=secret,
+                                       mac=f"02:00:00:00:00:{index:02x}", nas_port=index)
+                    rows.append(_row(store, scenario, result, cert_path))
+            return rows
+        finally:
+            store.close()
+
+
+def _row(store: SqlDeviceStore, scenario: Scenario, result: EapolResult, cert_path: Path) -> LabRow:
+    from cryptography import x509
+
+    facts = facts_from_certificate(x509.load_pem_x509_certificate(cert_path.read_bytes()))
+    device = store.find_device(DeviceKey(facts.issuer, scenario.serial))
+    entries = store.decisions(device.id if device else None, limit=20)
+    mac_entries = [e for e in entries if device is not None or scenario.serial in e.device]
+    reasons = "; ".join(mac_entries[0].reasons) if mac_entries else "(no decision logged)"
+    return LabRow(scenario, result, _got(result), device.state.value if device else "not registered", reasons)
+
+
+def format_rows(rows: list[LabRow]) -> str:
+    header = ("scenario", "expected", "got", "registry", "ms", "why")
+    table = [header] + [
+        (r.scenario.name, r.scenario.expected, r.got + ("" if r.as_expected else "  <-- UNEXPECTED"),
+         r.state_after, f"{r.result.seconds * 1000:.0f}", r.reasons) for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    lines = []
+    for row in table:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+                     + "  " + row[-1])
+    return "\n".join(lines)

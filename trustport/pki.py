@@ -1,0 +1,169 @@
+"""A throw-away PKI for the lab and the tests: manufacturer (IDevID) CA, our LDevID CA, server and device
+certificates, CRLs. Generated at run time with ``cryptography``; private keys are written owner-only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from policy.x509facts import MUD_URL_OID
+
+NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: x509.Certificate
+    key: Key
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+    def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
+        """Write ``stem.pem`` and ``stem.key`` (mode 0600); return their paths."""
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        cert_path.write_bytes(self.cert_pem())
+        write_private(key_path, self.key_pem())
+        return cert_path, key_path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create or replace a file readable by its owner only (keys, secrets)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def new_key(kind: str = "p256") -> Key:
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "p224":
+        return ec.generate_private_key(ec.SECP224R1())
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    raise ValueError(f"unknown key kind {kind!r}")
+
+
+def _name(cn: str, org: str, serial_number: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+             x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if serial_number is not None:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number))
+    return x509.Name(attrs)
+
+
+def make_ca(cn: str, org: str, *, now: datetime, key_kind: str = "p256", days: int = 3650) -> Issued:
+    key = new_key(key_kind)
+    name = _name(cn, org)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
+def _sign(builder: x509.CertificateBuilder, ca: Issued, hash_name: str) -> x509.Certificate:
+    algorithm = hashes.SHA384() if hash_name == "sha384" else hashes.SHA256()
+    return builder.sign(ca.key, algorithm)
+
+
+def issue_device(
+    ca: Issued,
+    *,
+    cn: str,
+    serial_number: str | None,
+    now: datetime,
+    org: str = "Acme Devices",
+    key_kind: str = "p256",
+    not_before: datetime | None = None,
+    not_after: datetime | None = NO_EXPIRY,
+    mud_url: str | None = None,
+    mud_der: bytes | None = None,
+    eku: tuple[x509.ObjectIdentifier, ...] | None = (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    is_ca: bool = False,
+    digital_signature: bool = True,
+    hash_name: str = "sha256",
+) -> Issued:
+    """An 802.1AR-style device certificate (IDevID or LDevID, depending on the issuing CA)."""
+    key = new_key(key_kind)
+    builder = (
+        x509.CertificateBuilder().subject_name(_name(cn, org, serial_number)).issuer_name(ca.cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(hours=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                                     key_encipherment=not digital_signature, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=is_ca, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if mud_url is not None or mud_der is not None:
+        der = mud_der if mud_der is not None else ia5_der(mud_url or "")
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(MUD_URL_OID), der), critical=False)
+    return Issued(_sign(builder, ca, hash_name), key)
+
+
+def ia5_der(text: str) -> bytes:
+    body = text.encode("ascii")
+    if len(body) < 128:
+        return bytes([0x16, len(body)]) + body
+    length = len(body).to_bytes(2, "big")
+    return bytes([0x16, 0x82]) + length + body
+
+
+def issue_server(ca: Issued, cn: str, *, now: datetime) -> Issued:
+    key = new_key("p256")
+    cert = (
+        x509.CertificateBuilder().subject_name(_name(cn, "trustport")).issuer_name(ca.cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
+def make_crl(ca: Issued, revoked_serials: list[int], *, now: datetime, next_update: timedelta = timedelta(days=7)
+             ) -> x509.CertificateRevocationList:
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+               .last_update(now - timedelta(minutes=5)).next_update(now + next_update))
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - timedelta(minutes=1)).build())
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
