@@ -69,8 +69,16 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
     return Pairs({k: tuple(v) for k, v in values.items()}, dropped)
 
 
+def _single(pairs: Pairs, name: str) -> str | None:
+    """The one value of a single-valued certificate attribute; conflicting repeats are refused, not guessed."""
+    values = pairs.all(name)
+    if len(set(values)) > 1:
+        raise RequestError(f"attribute {name} appears {len(values)} times with different values")
+    return values[0] if values else None
+
+
 def _required(pairs: Pairs, name: str) -> str:
-    value = pairs.first(name)
+    value = _single(pairs, name)
     if value is None or not value.strip():
         raise RequestError(f"attribute {name} is missing (is this request from the check-eap-tls server?)")
     return _not_truncated(name, value)
@@ -83,7 +91,7 @@ def _not_truncated(name: str, value: str) -> str:
 
 
 def _optional(pairs: Pairs, name: str) -> str | None:
-    value = pairs.first(name)
+    value = _single(pairs, name)
     return _not_truncated(name, value) if value is not None else None
 
 

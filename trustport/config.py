@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import core_schema
 
 from policy.certificates import RevocationPolicy
 from policy.decide import SegmentRules
@@ -48,6 +49,13 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            lambda v: v if isinstance(v, Secret) else Secret(str(v)),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda _v: "REDACTED"),
+        )
+
 
 def _resolve_secret(value: Any, base: Path) -> Secret:
     if isinstance(value, Secret):
@@ -74,7 +82,7 @@ def _resolve_secret(value: Any, base: Path) -> Secret:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RadiusClient(_Model):

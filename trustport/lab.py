@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from cryptography import x509
 
 from policy.model import DeviceKey, LifecycleState
 from policy.store_sql import SqlDeviceStore
@@ -119,53 +120,68 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
     return config_path, devices, cas
 
 
+class Lab:
+    """The lab's PKI, config, registry and a running FreeRADIUS; a context manager that stops what it started."""
+
+    def __init__(self, work: Path, now: datetime, echo: Callable[[str], None] = print) -> None:
+        self.work = work
+        self.now = now
+        self.echo = echo
+        self.config_path, self.devices, self.cas = build_lab(work, now)
+        self.config = load_config(self.config_path)
+        self.store = SqlDeviceStore(self.config.database_url())
+        self.server = RadiusServer(work / "raddb", work / "radiusd.log")
+        self._macs = 0
+
+    def __enter__(self) -> Lab:
+        try:
+            for scenario in SCENARIOS:
+                if scenario.registry_state is not None:
+                    facts = facts_from_certificate(self.certificate(scenario.serial))
+                    self.store.add_device(DeviceKey(facts.issuer, scenario.serial), state=scenario.registry_state,
+                                          now=self.now, segment=scenario.segment, owner="lab", facts=facts)
+            render(self.config, self.work / "raddb")
+            self.server.check()
+            self.echo(f"FreeRADIUS config {self.work / 'raddb'} passes 'freeradius -XC'; "
+                      f"starting on 127.0.0.1:{self.config.radius.auth_port}")
+            self.server.__enter__()
+        except BaseException:
+            self.store.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+        self.store.close()
+
+    def certificate(self, serial: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.devices[serial][0].read_bytes())
+
+    def authenticate(self, serial: str, *, nas_port: int | None = None) -> EapolResult:
+        """One real 802.1X EAP-TLS authentication of device ``serial`` with eapol_test."""
+        cert_path, key_path = self.devices[serial]
+        self._macs += 1
+        conf = write_eapol_conf(self.work / f"eapol-{serial}.conf", identity=f"{serial.lower()}.devices.example",
+                                ca_cert=self.work / "pki" / "server-ca.pem", client_cert=cert_path,
+                                private_key=key_path)
+        return run_eapol(conf, port=self.config.radius.auth_port, secret=self.config.radius.clients[0].secret.reveal(),
+                         mac=f"02:00:00:00:{self._macs // 256:02x}:{self._macs % 256:02x}",
+                         nas_port=nas_port if nas_port is not None else self._macs)
+
+
 def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> list[LabRow]:
-    now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp:
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         echo(f"lab directory: {base}")
-        config_path, devices, _cas = build_lab(base, now)
-        config = load_config(config_path)
-        store = SqlDeviceStore(config.database_url())
-        try:
-            for scenario in SCENARIOS:
-                if scenario.registry_state is None:
-                    continue
-                from cryptography import x509
-
-                cert = x509.load_pem_x509_certificate(devices[scenario.serial][0].read_bytes())
-                facts = facts_from_certificate(cert)
-                store.add_device(DeviceKey(facts.issuer, scenario.serial), state=scenario.registry_state, now=now,
-                                 segment=scenario.segment, owner="lab", facts=facts)
-            raddb = base / "raddb"
-            render(config, raddb)
-            server = RadiusServer(raddb, base / "radiusd.log")
-            server.check()
-            echo(f"FreeRADIUS config {raddb} passes 'freeradius -XC'; starting on 127.0.0.1:{config.radius.auth_port}")
-            rows = []
-            secret = config.radius.clients[0].secret.reveal()
-            with server:
-                for index, scenario in enumerate(SCENARIOS, start=1):
-                    cert_path, key_path = devices[scenario.serial]
-                    conf = write_eapol_conf(base / f"eapol-{scenario.serial}.conf",
-                                            identity=f"{scenario.serial.lower()}.devices.example",
-                                            ca_cert=base / "pki" / "server-ca.pem", client_cert=cert_path,
-                                            private_key=key_path)
-                    result = run_eapol(conf, port=config.radius.auth_port, secret=secret,
-                                       mac=f"02:00:00:00:00:{index:02x}", nas_port=index)
-                    rows.append(_row(store, scenario, result, cert_path))
-            return rows
-        finally:
-            store.close()
+        with Lab(base, datetime.now(UTC), echo) as lab:
+            return [_row(lab, scenario, lab.authenticate(scenario.serial)) for scenario in SCENARIOS]
 
 
-def _row(store: SqlDeviceStore, scenario: Scenario, result: EapolResult, cert_path: Path) -> LabRow:
-    from cryptography import x509
-
-    facts = facts_from_certificate(x509.load_pem_x509_certificate(cert_path.read_bytes()))
-    device = store.find_device(DeviceKey(facts.issuer, scenario.serial))
-    entries = store.decisions(device.id if device else None, limit=20)
+def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
+    facts = facts_from_certificate(lab.certificate(scenario.serial))
+    device = lab.store.find_device(DeviceKey(facts.issuer, scenario.serial))
+    entries = lab.store.decisions(device.id if device else None, limit=20)
     mac_entries = [e for e in entries if device is not None or scenario.serial in e.device]
     reasons = "; ".join(mac_entries[0].reasons) if mac_entries else "(no decision logged)"
     return LabRow(scenario, result, _got(result), device.state.value if device else "not registered", reasons)

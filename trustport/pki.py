@@ -107,6 +107,7 @@ def issue_device(
     eku: tuple[x509.ObjectIdentifier, ...] | None = (ExtendedKeyUsageOID.CLIENT_AUTH,),
     is_ca: bool = False,
     digital_signature: bool = True,
+    key_agreement: bool = False,
     hash_name: str = "sha256",
 ) -> Issued:
     """An 802.1AR-style device certificate (IDevID or LDevID, depending on the issuing CA)."""
@@ -118,9 +119,9 @@ def issue_device(
         .not_valid_after(not_after or now + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
-                                     key_encipherment=not digital_signature, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=is_ca, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+                                     key_encipherment=not digital_signature and not key_agreement,
+                                     data_encipherment=False, key_agreement=key_agreement, key_cert_sign=is_ca,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
     )

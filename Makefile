@@ -1,0 +1,52 @@
+# trustport — two commands do all set-up on a fresh Debian 12 machine:
+#   make demo   installs what is missing, then runs the lab (real FreeRADIUS + eapol_test)
+#   make test   installs what is missing, then runs ruff, mypy --strict and the whole test suite
+# Both are idempotent: packages already present are not installed again.
+
+# rlm_python3 embeds Debian's Python 3.11: build the venv with that interpreter so compiled wheels match.
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := python3 python3-venv openssl freeradius freeradius-python3 freeradius-utils eapoltest \
+                postgresql snmpd snmp
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint pytest system-deps venv bench clean
+
+demo: system-deps venv
+	$(BIN)/trustport lab
+
+test: system-deps venv lint pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: system-deps venv
+	$(BIN)/python bench/bench_eap_tls.py
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# Debian's freeradius postinst may start a system radiusd on 1812; trustport's lab and tests use their own.
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

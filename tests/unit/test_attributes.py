@@ -1,0 +1,90 @@
+"""FreeRADIUS attribute tuples -> certificate facts, and agreement with the PEM path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from policy.x509facts import facts_from_certificate
+from radius_hooks.attributes import (
+    RequestError,
+    facts_from_pairs,
+    network_context,
+    parse_asn1_time,
+    request_pairs,
+)
+from tests.pki_fixtures import DevicePki
+from tests.radius_pairs import freeradius_pairs
+
+COMPARED = ("subject", "issuer", "cert_serial", "device_serial", "not_before", "not_after", "is_ca", "key_usage",
+            "eku_oids", "authority_key_id", "mud_url", "mud_url_error")
+
+
+@pytest.mark.parametrize("name", ["idevid-ok", "ldevid-ok", "no-serial", "leaf-is-ca", "no-eku", "mud-http",
+                                  "mud-garbage", "no-digital-signature"])
+def test_radius_facts_match_pem_facts(pki: DevicePki, name: str) -> None:
+    issued = pki.devices[name]
+    issuer = pki.cas["ldevid" if name.startswith("ldevid") else "idevid"].cert
+    from_radius = facts_from_pairs(request_pairs({"request": freeradius_pairs(issued.cert, issuer)}))
+    from_pem = facts_from_certificate(issued.cert)
+    for field_name in COMPARED:
+        assert getattr(from_radius, field_name) == getattr(from_pem, field_name), field_name
+    assert from_radius.public_key is None and from_radius.signature_hash is None  # not exported by FreeRADIUS
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("270224190121Z", datetime(2027, 2, 24, 19, 1, 21, tzinfo=UTC)),
+    ("491231235959Z", datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ("500101000000Z", datetime(1950, 1, 1, tzinfo=UTC)),
+    ("99991231235959Z", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+])
+def test_asn1_times(value: str, expected: datetime) -> None:
+    assert parse_asn1_time(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "2702241901Z", "270224190121", "27022419012aZ", "271324190121Z", "x" * 2000])
+def test_bad_asn1_times(value: str) -> None:
+    with pytest.raises(RequestError):
+        parse_asn1_time(value)
+
+
+def _base(pki: DevicePki) -> list[tuple[str, str]]:
+    return list(freeradius_pairs(pki.devices["idevid-ok"].cert, pki.cas["idevid"].cert))
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda p: [x for x in p if x[0] != "TLS-Client-Cert-Subject"], "TLS-Client-Cert-Subject is missing"),
+    (lambda p: [x for x in p if x[0] != "TLS-Client-Cert-Serial"], "TLS-Client-Cert-Serial is missing"),
+    (lambda p: [("TLS-Client-Cert-Subject", "/CN=" + "a" * 1019)] + p, "appears 2 times"),
+    (lambda p: [(n, "/CN=" + "a" * 1019) if n == "TLS-Client-Cert-Subject" else (n, v) for n, v in p],
+     "cut by FreeRADIUS"),
+    (lambda p: [(n, "CN=no-slash") if n == "TLS-Client-Cert-Issuer" else (n, v) for n, v in p], "one-line form"),
+    (lambda p: [(n, "zz:zz") if n == "TLS-Client-Cert-Serial" else (n, v) for n, v in p], "not hex"),
+    (lambda p: [(n, "garbage") if n == "TLS-Client-Cert-Expiration" else (n, v) for n, v in p], "neither UTCTime"),
+    (lambda p: [("TLS-Client-Cert-X509v3-Subject-Alternative-Name", "DNS:" + "x" * 1100)] + p, "cut by FreeRADIUS"),
+])
+def test_request_errors_are_specific(pki: DevicePki, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RequestError, match=message):
+        facts_from_pairs(request_pairs({"request": tuple(mutate(_base(pki)))}))
+
+
+def test_malformed_pairs_are_dropped_and_counted() -> None:
+    pairs = request_pairs({"request": (("A", "1"), ("B",), (1, 2), ("C", None), "x", ("D", b"\xff"), ("E\x00", "v"))})
+    assert pairs.values == {"A": ("1",), "D": ("\ufffd",)}
+    assert pairs.dropped == 5
+
+
+@pytest.mark.parametrize("p", [None, 42, "string", {"request": "x"}, {"request": None}, {}, (), [], {"reply": ()}])
+def test_request_pairs_never_raise(p: object) -> None:
+    assert request_pairs(p).values == {}
+
+
+def test_bare_tuple_is_the_request_list() -> None:
+    assert request_pairs((("User-Name", "x"),)).first("User-Name") == "x"
+
+
+def test_network_context() -> None:
+    ctx = network_context(request_pairs((("NAS-IP-Address", "10.0.0.2"), ("NAS-Port-Id", "Gi1/0/5"),
+                                         ("NAS-Port", "5"), ("Calling-Station-Id", "AA-BB"))))
+    assert (ctx.nas_ip, ctx.nas_port, ctx.calling_station_id) == ("10.0.0.2", "Gi1/0/5", "AA-BB")

@@ -1,0 +1,119 @@
+"""Config loading: every problem reported with its location; secrets never printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pki_fixtures import DevicePki
+from trustport.config import Secret, check_config, load_config
+
+SECRET = "s3cr3t-shared-secret-value"
+
+
+def good_config(pki: DevicePki) -> dict[str, object]:
+    return {
+        "radius": {"server_certificate": str(pki.cert_path("server")), "server_key": str(pki.key_path("server")),
+                   "clients": [{"name": "sw", "address": "10.0.0.0/8", "secret": SECRET}]},
+        "trust_anchors": [{"name": "acme", "role": "idevid", "file": str(pki.cert_path("idevid-ca"))}],
+        "segments": {"production": 30, "quarantine": 999},
+        "policy": {"default_segment": "production"},
+    }
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "trustport.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_good_config_loads(pki: DevicePki, tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, good_config(pki)))
+    assert config.radius.clients[0].secret.reveal() == SECRET
+    settings = config.hook_settings()
+    assert settings.rules.segments["quarantine"] == 999
+    assert settings.database_url == f"sqlite:///{tmp_path / 'trustport.sqlite'}"
+
+
+def test_secret_never_prints(pki: DevicePki, tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, good_config(pki)))
+    for text in (repr(config), str(config), config.model_dump_json(), repr(config.radius.clients[0])):
+        assert SECRET not in text
+    assert str(Secret("x")) == "REDACTED"
+
+
+def test_every_problem_has_a_location(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    data["segments"] = {"production": 5000, "quarantine": 999}
+    data["radius"]["clients"][0]["secret"] = "short"  # type: ignore[index]
+    data["radius"]["clients"][0]["address"] = "not-an-ip"  # type: ignore[index]
+    data["trust_anchors"][0]["role"] = "vendor"  # type: ignore[index]
+    data["bogus"] = 1
+    config, problems = check_config(write(tmp_path, data))
+    assert config is None
+    text = "\n".join(str(p) for p in problems)
+    for where in ("segments", "radius.clients.0.secret", "radius.clients.0.address", "trust_anchors.0.role", "bogus"):
+        assert where in text, text
+    assert all(":" in p.location and "trustport.yaml:" in p.location for p in problems)
+    assert "short" not in text  # the bad secret itself is not echoed
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("radius: [unclosed", "not valid YAML"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("", "top level must be a mapping"),
+])
+def test_unparseable_files(tmp_path: Path, content: str, message: str) -> None:
+    _, problems = check_config(write(tmp_path, content))
+    assert message in problems[0].message
+
+
+def test_yaml_error_has_line_and_column(tmp_path: Path) -> None:
+    _, problems = check_config(write(tmp_path, "site: lab\nradius:\n  clients: [\n"))
+    assert problems[0].location.startswith(str(tmp_path / "trustport.yaml") + ":")
+
+
+def test_missing_files_and_bad_anchor(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    data["trust_anchors"] = [{"name": "a", "role": "idevid", "file": str(bad)},
+                             {"name": "b", "role": "ldevid", "file": "missing.pem"}]
+    data["radius"]["server_key"] = "nokey.pem"  # type: ignore[index]
+    _, problems = check_config(write(tmp_path, data))
+    text = "\n".join(str(p) for p in problems)
+    assert "trust_anchors.0.file" in text and "not a PEM certificate" in text
+    assert "trust_anchors.1.file" in text and "cannot read" in text
+    assert "radius.server_key" in text
+
+
+def test_secret_from_env_and_file(pki: DevicePki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = good_config(pki)
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    monkeypatch.setenv("TP_SECRET", SECRET + "-env")
+    data["radius"]["clients"] = [  # type: ignore[index]
+        {"name": "a", "address": "10.0.0.1", "secret": {"file": "secret"}},
+        {"name": "b", "address": "10.0.0.2", "secret": {"env": "TP_SECRET"}},
+    ]
+    config = load_config(write(tmp_path, data))
+    assert [c.secret.reveal() for c in config.radius.clients] == [SECRET, SECRET + "-env"]
+    data["radius"]["clients"][1]["secret"] = {"env": "TP_UNSET_VARIABLE"}  # type: ignore[index]
+    _, problems = check_config(write(tmp_path, data))
+    assert "TP_UNSET_VARIABLE is not set" in problems[0].message
+
+
+def test_undefined_policy_segment(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    data["policy"] = {"quarantine_segment": "jail"}
+    _, problems = check_config(write(tmp_path, data))
+    assert "jail" in problems[0].message
+
+
+def test_database_password_is_hidden(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    data["database"] = {"url": "postgresql://tp@db.example/tp", "password": "pg-secret-123"}
+    config = load_config(write(tmp_path, data))
+    assert "pg-secret-123" in config.database_url()
+    assert "pg-secret-123" not in repr(config)

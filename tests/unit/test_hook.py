@@ -1,0 +1,173 @@
+"""The rlm_python3 entry points: garbage in never raises and never accepts; valid input gets its VLAN."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from policy.certificates import RevocationPolicy
+from policy.decide import SegmentRules
+from policy.model import CertKind, DeviceKey, LifecycleState, Outcome
+from radius_hooks.hook import Hook
+from radius_hooks.settings import AnchorFile, HookSettings
+from tests.pki_fixtures import NOW, DevicePki
+from tests.radius_pairs import freeradius_pairs
+
+REJECT, OK, UPDATED, NOOP, FAIL = 0, 2, 8, 7, 1
+
+
+class FakeRadiusd(SimpleNamespace):
+    """Stands in for the C module: constants and radlog (the real one is exercised by the integration tests)."""
+
+    def __init__(self) -> None:
+        super().__init__(RLM_MODULE_REJECT=REJECT, RLM_MODULE_OK=OK, RLM_MODULE_UPDATED=UPDATED,
+                         RLM_MODULE_NOOP=NOOP, RLM_MODULE_FAIL=FAIL, L_INFO=3, L_ERR=4, L_AUTH=2, L_WARN=5,
+                         config={}, lines=[])
+
+    def radlog(self, level: int, message: str) -> None:
+        self.lines.append((level, message))
+
+
+def write_settings(pki: DevicePki, tmp: Path) -> Path:
+    settings = HookSettings(
+        anchors=(AnchorFile("acme", CertKind.IDEVID, pki.cert_path("idevid-ca")),
+                 AnchorFile("site", CertKind.LDEVID, pki.cert_path("ldevid-ca"))),
+        crl_dir=pki.root / "crl", crl_refresh_seconds=30, revocation=RevocationPolicy(),
+        rules=SegmentRules({"production": 30, "quarantine": 999}, default_segment="production"),
+        database_url=f"sqlite:///{tmp / 'registry.sqlite'}",
+    )
+    path = tmp / "hook.json"
+    path.write_text(json.dumps(settings.to_json()))
+    return path
+
+
+@pytest.fixture
+def hook(pki: DevicePki, tmp_path: Path) -> tuple[Hook, FakeRadiusd]:
+    radiusd = FakeRadiusd()
+    instance = Hook(radiusd, clock=lambda: NOW)
+    assert instance.instantiate({"settings": str(write_settings(pki, tmp_path))}) == 0
+    return instance, radiusd
+
+
+def valid_request(pki: DevicePki, name: str = "idevid-ok", ca: str = "idevid") -> dict[str, Any]:
+    return {"request": freeradius_pairs(pki.devices[name].cert, pki.cas[ca].cert),
+            "config": (("Auth-Type", "Accept"),), "reply": None}
+
+
+def test_unknown_idevid_gets_quarantine_and_is_recorded(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, _ = hook
+    rcode, lists = instance.check_eap_tls(valid_request(pki))  # type: ignore[misc]
+    assert rcode == UPDATED
+    assert ("Tunnel-Private-Group-Id", ":=", "999") in lists["reply"]
+    assert ("Tunnel-Type", ":=", "VLAN") in lists["reply"]
+    assert ("Tunnel-Medium-Type", ":=", "IEEE-802") in lists["reply"]
+    store = instance.authorizer.store  # type: ignore[union-attr]
+    (device,) = store.list_devices()
+    assert device.state is LifecycleState.PENDING
+    assert store.decisions(device.id)[0].outcome is Outcome.QUARANTINE
+
+
+def test_operational_ldevid_gets_its_vlan(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, _ = hook
+    store = instance.authorizer.store  # type: ignore[union-attr]
+    issuer = "/C=DE/O=Example Site/CN=Site LDevID CA"
+    store.add_device(DeviceKey(issuer, "SN-0002"), state=LifecycleState.OPERATIONAL, now=NOW)
+    rcode, lists = instance.check_eap_tls(valid_request(pki, "ldevid-ok", "ldevid"))  # type: ignore[misc]
+    assert rcode == UPDATED and ("Tunnel-Private-Group-Id", ":=", "30") in lists["reply"]
+
+
+def test_revoked_is_rejected(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, radiusd = hook
+    assert instance.check_eap_tls(valid_request(pki, "ldevid-revoked", "ldevid")) == REJECT
+    assert any("revoked" in line for _, line in radiusd.lines)
+
+
+def _garbage(pki: DevicePki) -> list[object]:
+    base = list(freeradius_pairs(pki.devices["idevid-ok"].cert, pki.cas["idevid"].cert))
+    truncated = [(n, v[: len(v) // 2]) if n.startswith("TLS-Client-Cert-Subject") else (n, v) for n, v in base]
+    oversize = [(n, v + "A" * 1100) if n.startswith("TLS-Client-Cert-") else (n, v) for n, v in base]
+    rng = random.Random(1234)
+    fuzzed = [(n, "".join(chr(rng.randrange(0, 0x2FF)) for _ in range(rng.randrange(0, 40)))) for n, _ in base]
+    return [
+        None, 0, "", "garbage", b"\x00\xff", {}, (), [], {"request": None}, {"request": ()}, {"request": "abc"},
+        {"request": ((),)}, {"request": (("TLS-Client-Cert-Subject",),)}, {"request": ((1, 2, 3),)},
+        {"request": tuple(truncated)}, {"request": tuple(oversize)}, {"request": tuple(fuzzed)},
+        {"request": tuple((n, None) for n, _ in base)}, {"request": tuple(base[:5])},
+        {"request": (("TLS-Client-Cert-Subject", "/CN=x"),) * 5000},
+        {"request": tuple((n, v.encode()) for n, v in base) + (("TLS-Client-Cert-Serial", "nothex"),)},
+        {"request": tuple(base) + (("TLS-Client-Cert-Issuer", "/CN=Rogue"),)},  # conflicting repeat
+    ]
+
+
+def test_garbage_never_raises_and_never_accepts(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, _ = hook
+    for index, request in enumerate(_garbage(pki)):
+        assert instance.check_eap_tls(request) == REJECT, f"garbage #{index} was not rejected"
+        assert instance.post_auth(request) == NOOP
+        assert instance.authorize(request) == NOOP
+
+
+def test_truncated_and_oversize_requests_are_logged_with_reason(hook: tuple[Hook, FakeRadiusd],
+                                                                pki: DevicePki) -> None:
+    instance, _ = hook
+    oversize = _garbage(pki)[15]
+    assert instance.check_eap_tls(oversize) == REJECT
+    entry = instance.authorizer.store.decisions(None, limit=1)[0]  # type: ignore[union-attr]
+    assert entry.outcome is Outcome.REJECT and "cut by FreeRADIUS" in entry.reasons[0]
+
+
+def test_uninitialised_hook_fails_closed(pki: DevicePki) -> None:
+    radiusd = FakeRadiusd()
+    instance = Hook(radiusd)
+    assert instance.instantiate({"settings": "/nonexistent/hook.json"}) == -1
+    assert instance.check_eap_tls(valid_request(pki)) == REJECT
+    assert any("cannot start" in line for _, line in radiusd.lines)
+
+
+def test_store_failure_fails_closed(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, radiusd = hook
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("database is on fire")
+
+    instance.authorizer.store.find_device = broken  # type: ignore[union-attr, method-assign, assignment]
+    assert instance.check_eap_tls(valid_request(pki)) == REJECT
+    assert any("failing closed" in line and "on fire" in line for _, line in radiusd.lines)
+
+
+def test_post_auth_reject_logs_unverified_and_never_authorizes(hook: tuple[Hook, FakeRadiusd],
+                                                              pki: DevicePki) -> None:
+    instance, _ = hook
+    request = {"request": freeradius_pairs(pki.devices["rogue"].cert, pki.cas["rogue"].cert)
+               + (("Module-Failure-Message", "eap_tls: (TLS) Alert write:fatal:unknown CA"),),
+               "config": (("Post-Auth-Type", "Reject"),), "reply": (("EAP-Message", "0x04050004"),)}
+    assert instance.post_auth(request) == NOOP
+    entry = instance.authorizer.store.decisions(None, limit=1)[0]  # type: ignore[union-attr]
+    assert entry.outcome is Outcome.REJECT
+    assert "unknown CA" in entry.reasons[0] and "unverified" in entry.reasons[1]
+    assert instance.authorizer.store.list_devices() == []  # type: ignore[union-attr]
+
+
+def test_post_auth_does_not_double_log_our_own_reject(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, _ = hook
+    request = valid_request(pki, "ldevid-revoked", "ldevid")
+    assert instance.check_eap_tls(request) == REJECT
+    reject_round = {**request, "config": (("Post-Auth-Type", "Reject"),)}
+    assert instance.post_auth(reject_round) == NOOP
+    assert len(instance.authorizer.store.decisions(None)) == 1  # type: ignore[union-attr]
+
+
+def test_detach(hook: tuple[Hook, FakeRadiusd]) -> None:
+    instance, _ = hook
+    assert instance.detach(None) == OK
+
+
+def test_clock_is_utc() -> None:
+    assert Hook(FakeRadiusd()).clock().tzinfo is UTC
+    assert isinstance(Hook(FakeRadiusd()).clock(), datetime)
