@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)  # the CLI reads the real clock
 
 
 @dataclass
@@ -30,7 +30,6 @@ class DevicePki:
 
 def sha1_signed_device(pki: DevicePki, now: datetime) -> x509.Certificate:
     """cryptography refuses to sign with SHA-1, so the weak certificate is made with the openssl CLI."""
-    ca = pki.cas["idevid"]
     subj = "/C=DE/O=Acme Devices/CN=sha1.devices.example/serialNumber=SN-SHA1"
     key, csr, crt = pki.root / "sha1.key", pki.root / "sha1.csr", pki.root / "sha1.pem"
     subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -40,7 +39,6 @@ def sha1_signed_device(pki: DevicePki, now: datetime) -> x509.Certificate:
     subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(pki.cert_path("idevid-ca")),
                     "-CAkey", str(pki.key_path("idevid-ca")), "-CAcreateserial", "-sha1", "-days", "30",
                     "-extfile", str(ext), "-out", str(crt)], check=True, capture_output=True)
-    del ca
     return x509.load_pem_x509_certificate(crt.read_bytes())
 
 

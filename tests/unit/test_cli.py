@@ -1,0 +1,137 @@
+"""The CLI against a real SQLite registry and the test PKI: devices, decide, config check, render."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.pki_fixtures import DevicePki
+from trustport.cli import cli
+
+SECRET = "cli-test-shared-secret-0123"
+
+
+@pytest.fixture
+def config_file(pki: DevicePki, tmp_path: Path) -> Path:
+    data = {
+        "radius": {"server_certificate": str(pki.cert_path("server")), "server_key": str(pki.key_path("server")),
+                   "run_as_user": None, "reject_delay": 0,
+                   "clients": [{"name": "sw", "address": "127.0.0.1", "secret": SECRET}]},
+        "trust_anchors": [{"name": "acme", "role": "idevid", "file": str(pki.cert_path("idevid-ca"))},
+                          {"name": "site", "role": "ldevid", "file": str(pki.cert_path("ldevid-ca"))}],
+        "revocation": {"crl_dir": str(pki.root / "crl")},
+        "segments": {"production": 30, "cameras": 40, "quarantine": 999},
+        "policy": {"default_segment": "production"},
+        "database": {"url": "sqlite:///registry.sqlite"},
+    }
+    path = tmp_path / "trustport.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    if ok:
+        assert result.exit_code == 0, result.output
+    assert SECRET not in result.output
+    return result.output
+
+
+def test_device_lifecycle_through_the_cli(pki: DevicePki, config_file: Path) -> None:
+    c = ("--config", str(config_file))
+    out = run("devices", "add", "--cert", str(pki.cert_path("idevid-ok")), "--state", "pending", "--owner", "ops", *c)
+    assert "added device #1 SN-0001 (pending)" in out
+    listed = json.loads(run("devices", "list", "--json", *c))
+    assert listed[0]["state"] == "pending" and listed[0]["cert_kind"] == "idevid"
+    approved = run("devices", "approve", "SN-0001", "--segment", "cameras", *c)
+    assert "pending -> operational (segment cameras)" in approved
+    assert "operational -> quarantined" in run("devices", "quarantine", "1", "--reason", "odd traffic", *c)
+    refused = CliRunner().invoke(cli, ["devices", "approve", "1", *c])
+    assert refused.exit_code == 2 and "not to a quarantined one" in refused.output
+    assert "quarantined -> operational" in run("devices", "release", "1", *c)
+    assert "operational -> decommissioned" in run("devices", "decommission", "1", *c)
+    shown = run("devices", "show", "1", *c)
+    assert "decommissioned" in shown and "quarantine: odd traffic" in shown
+    assert json.loads(run("devices", "list", "--state", "pending", "--json", *c)) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("devices", "show", "99"), "no device with id or serial '99'"),
+    (("devices", "approve", "SN-NOPE"), "no device with id or serial"),
+    (("devices", "add", "--serial", "X"), "give --cert FILE"),
+    (("devices", "add", "--issuer", "/CN=x", "--serial", "X", "--segment", "mars"), "segment 'mars' is not defined"),
+])
+def test_device_errors_are_clear(config_file: Path, args: tuple[str, ...], message: str) -> None:
+    result = CliRunner().invoke(cli, [*args, "--config", str(config_file)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_duplicate_add(pki: DevicePki, config_file: Path) -> None:
+    c = ("--config", str(config_file))
+    run("devices", "add", "--cert", str(pki.cert_path("ldevid-ok")), *c)
+    result = CliRunner().invoke(cli, ["devices", "add", "--cert", str(pki.cert_path("ldevid-ok")), *c])
+    assert result.exit_code == 2 and "already" in result.output.lower()
+
+
+@pytest.mark.parametrize(("cert", "expected"), [
+    ("idevid-ok", "decision: QUARANTINE VLAN 999"),
+    ("ldevid-revoked", "decision: REJECT"),
+    ("rogue", "decision: REJECT"),
+    ("lookalike", "decision: REJECT"),
+    ("rsa1024", "decision: REJECT"),
+])
+def test_decide(pki: DevicePki, config_file: Path, cert: str, expected: str) -> None:
+    out = run("decide", "--cert", str(pki.cert_path(cert)), "--config", str(config_file), "--nas-ip", "10.0.0.9",
+              "--nas-port", "Gi1/0/3")
+    assert expected in out
+    assert "NAS 10.0.0.9 port Gi1/0/3" in out
+
+
+def test_decide_json_and_chain(pki: DevicePki, config_file: Path) -> None:
+    data = json.loads(run("decide", "--cert", str(pki.cert_path("rogue")), "--config", str(config_file), "--json"))
+    assert data["decision"]["outcome"] == "reject"
+    chain = next(c for c in data["checks"] if c["name"] == "chain")
+    assert chain["ok"] is False
+    assert data["device"]["serial_number"] == "SN-0014"
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                                     b"\x00" * 300_000])
+def test_decide_bad_certificate_file(config_file: Path, tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(content)
+    result = CliRunner().invoke(cli, ["decide", "--cert", str(bad), "--config", str(config_file)])
+    assert result.exit_code == 2
+    assert str(bad) in result.output and "Traceback" not in result.output
+
+
+def test_config_check(config_file: Path, tmp_path: Path) -> None:
+    assert "OK (2 trust anchor(s), 3 segment(s), 1 RADIUS client(s))" in run("config", "check", str(config_file))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(config_file.read_text().replace("quarantine: 999", "quarantine: 0"))
+    result = CliRunner().invoke(cli, ["config", "check", str(broken), "--json"])
+    assert result.exit_code == 1
+    problems = json.loads(result.output)["problems"]
+    assert problems[0]["location"].startswith(f"{broken}:") and "segments" in problems[0]["location"]
+
+
+def test_render_writes_owner_only_secret_files(config_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "raddb"
+    run("radius", "render", "--config", str(config_file), "--out", str(out), "--no-check")
+    clients = out / "clients.conf"
+    assert SECRET in clients.read_text()
+    assert stat.S_IMODE(os.stat(clients).st_mode) == 0o600
+    assert "@@" not in "".join(p.read_text() for p in out.rglob("*") if p.is_file() and p.suffix != ".pem")
+
+
+def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["devices", "list", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
