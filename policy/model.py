@@ -69,6 +69,7 @@ class CertificateFacts:
     public_key: KeyInfo | None = None
     signature_hash: str | None = None  # "sha256", "sha1", "md5", ... or None when not known
     fingerprint_sha256: str | None = None  # hex of SHA-256 over the DER certificate
+    spki_sha256: str | None = None  # hex of SHA-256 over the DER SubjectPublicKeyInfo (attestation binding)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class DeviceRecord:
     mud_url: str | None
     first_seen: datetime | None
     last_seen: datetime | None
+    spki_sha256: str | None = None
 
 
 @dataclass(frozen=True)

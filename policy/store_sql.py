@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -91,6 +91,7 @@ devices = sa.Table(
     sa.Column("cert_kind", sa.String(16)),
     sa.Column("cert_serial", sa.Text),
     sa.Column("fingerprint_sha256", sa.String(64), index=True),
+    sa.Column("spki_sha256", sa.String(64), index=True),
     sa.Column("mud_url", sa.Text),
     sa.Column("first_seen", UtcDateTime),
     sa.Column("last_seen", UtcDateTime),
@@ -118,6 +119,45 @@ decision_log = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
     sa.Index("ix_decision_log_time", "time"),
     sa.Index("ix_decision_log_device_time", "device_id", "time"),
+)
+
+
+attestation_results = sa.Table(
+    "attestation_results",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("token", sa.Text, nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("accepted", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer),  # policy.attestation.Tier value, NULL when the token was refused
+    sa.Column("issued_at", UtcDateTime),
+    sa.Column("expires_at", UtcDateTime),  # min(exp, iat + max age)
+    sa.Column("binding", sa.String(16)),  # akpub | nonce | cnf
+    sa.Column("bound_cert_serial", sa.Text),  # the certificate the binding was established against
+    sa.Column("vector", sa.Text, nullable=False),  # JSON {submod: {claim: level}}
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
+    sa.Index("ix_attestation_device_received", "device_id", "received_at"),
+)
+
+attestation_nonces = sa.Table(
+    "attestation_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(128), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+reevaluations = sa.Table(
+    "reevaluations",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("done_at", UtcDateTime),
 )
 
 
@@ -337,6 +377,10 @@ class SqlDeviceStore:
         with self._translated(action), self._engine.begin() as conn:
             yield conn
 
+    def transaction(self, action: str) -> AbstractContextManager[Connection]:
+        """A transaction on the registry database, for companion stores that share its engine and schema."""
+        return self._transaction(action)
+
     # -- reads -----------------------------------------------------------------------------------------------
 
     def _record(self, row: Row[Any]) -> DeviceRecord:
@@ -362,6 +406,7 @@ class SqlDeviceStore:
             mud_url=m["mud_url"],
             first_seen=m["first_seen"],
             last_seen=m["last_seen"],
+            spki_sha256=m["spki_sha256"],
         )
 
     def _one(self, conn: Connection, where: sa.ColumnElement[bool]) -> DeviceRecord | None:
@@ -450,6 +495,7 @@ class SqlDeviceStore:
             "cert_kind": kind.value if kind is not None else None,
             "cert_serial": facts.cert_serial if facts is not None else None,
             "fingerprint_sha256": normalize_fingerprint(fingerprint) if fingerprint else None,
+            "spki_sha256": facts.spki_sha256 if facts is not None else None,
             "mud_url": facts.mud_url if facts is not None else None,
             "created_at": now,
             "updated_at": now,
@@ -484,6 +530,8 @@ class SqlDeviceStore:
         }
         if facts.fingerprint_sha256:
             values["fingerprint_sha256"] = normalize_fingerprint(facts.fingerprint_sha256)
+        if facts.spki_sha256:
+            values["spki_sha256"] = facts.spki_sha256
         if facts.mud_url is not None:
             values["mud_url"] = facts.mud_url
         with self._transaction(f"recording device id {device_id} as seen") as conn:

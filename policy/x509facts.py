@@ -172,7 +172,13 @@ def facts_from_certificate(cert: x509.Certificate) -> CertificateFacts:
         public_key=key_info(cert.public_key()),
         signature_hash=hash_alg.name if hash_alg is not None else None,
         fingerprint_sha256=hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        spki_sha256=hashlib.sha256(spki_der(cert)).hexdigest(),
     )
+
+
+def spki_der(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_pem_certificates(data: bytes, source: str) -> list[x509.Certificate]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from policy.attestation import AttestationStanding
 from policy.certificates import validate_certificate
 from policy.decide import decide
 from policy.model import (
@@ -22,6 +23,7 @@ from policy.model import (
     Outcome,
 )
 from policy.store import DeviceStore
+from radius_hooks.attestation_gate import AttestationGate
 from radius_hooks.settings import HookSettings
 from radius_hooks.trust import TrustMaterial
 
@@ -32,6 +34,7 @@ class AuthResult:
     verdict: CertificateVerdict
     device: DeviceRecord | None
     decision: Decision
+    attestation: AttestationStanding | None = None
 
 
 def device_key(facts: CertificateFacts) -> DeviceKey | None:
@@ -45,18 +48,25 @@ def device_label(facts: CertificateFacts) -> str:
 
 class Authorizer:
     def __init__(self, settings: HookSettings, store: DeviceStore, trust: TrustMaterial,
+                 attestation: AttestationGate | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.store = store
         self.trust = trust
+        self.attestation = attestation
         self._monotonic = monotonic
 
     @classmethod
     def from_settings(cls, settings: HookSettings) -> Authorizer:
+        from policy.attestation_sql import SqlAttestationStore
         from policy.store_sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
 
         trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
-        return cls(settings, SqlDeviceStore(settings.database_url), trust)
+        store = SqlDeviceStore(settings.database_url)
+        gate = None
+        if settings.attestation is not None and settings.rules.attestation is not None:
+            gate = AttestationGate(settings.attestation, SqlAttestationStore(store))
+        return cls(settings, store, trust, gate)
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = ()) -> AuthResult:
         """Decide without writing anything (``trustport decide``)."""
@@ -66,7 +76,10 @@ class Authorizer:
         key = device_key(facts)
         # looked up even for an invalid certificate, so the decision log names the device it claims to be
         device = self.store.find_device(key) if key is not None else None
-        return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules))
+        standing = None
+        if self.attestation is not None and device is not None and verdict.valid:
+            standing = self.attestation.standing(device, facts, now)
+        return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules, standing), standing)
 
     def authorize(self, facts: CertificateFacts, context: NetworkContext, now: datetime) -> AuthResult:
         """Decide and record: pending registration, last seen, and the decision log entry."""
@@ -78,7 +91,7 @@ class Authorizer:
         elif device is not None and result.decision.outcome is not Outcome.REJECT:
             self.store.record_seen(device.id, facts, now)
         self.record(now, device.id if device else None, device_label(facts), context, result.decision)
-        return AuthResult(result.facts, result.verdict, device, result.decision)
+        return AuthResult(result.facts, result.verdict, device, result.decision, result.attestation)
 
     def record(self, now: datetime, device_id: int | None, label: str, context: NetworkContext,
                decision: Decision) -> None:

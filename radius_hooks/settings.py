@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from policy.certificates import RevocationPolicy
-from policy.decide import SegmentRules
+from policy.decide import AttestationRules, SegmentRules
 from policy.errors import ConfigError
 from policy.model import CertKind
+from radius_hooks.attestation_gate import AttestationSettings
 
 SETTINGS_VERSION = 1
 
@@ -33,6 +35,7 @@ class HookSettings:
     revocation: RevocationPolicy
     rules: SegmentRules
     database_url: str
+    attestation: AttestationSettings | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,14 @@ class HookSettings:
             "default_segment": self.rules.default_segment,
             "onboarding_segment": self.rules.onboarding_segment,
             "database_url": self.database_url,
+            "attestation": None if self.attestation is None or self.rules.attestation is None else {
+                "verifier_keys": [{"name": n, "file": str(p)} for n, p in self.attestation.verifier_keys],
+                "max_age_seconds": self.attestation.max_age.total_seconds(),
+                "leeway_seconds": self.attestation.leeway.total_seconds(),
+                "warning_segment": self.rules.attestation.warning_segment,
+                "missing_ldevid_segment": self.rules.attestation.missing_ldevid_segment,
+                "missing_idevid_segment": self.rules.attestation.missing_idevid_segment,
+            },
         }
 
     @classmethod
@@ -57,6 +68,7 @@ class HookSettings:
             if not isinstance(data, dict) or data.get("version") != SETTINGS_VERSION:
                 raise ValueError(f"expected an object with version {SETTINGS_VERSION}")
             rev = data["revocation"]
+            att = data.get("attestation")
             return cls(
                 anchors=tuple(
                     AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"])) for a in data["trust_anchors"]
@@ -71,8 +83,15 @@ class HookSettings:
                     quarantine_segment=str(data["quarantine_segment"]),
                     default_segment=data.get("default_segment"),
                     onboarding_segment=data.get("onboarding_segment"),
+                    attestation=AttestationRules(str(att["warning_segment"]), str(att["missing_ldevid_segment"]),
+                                                 str(att["missing_idevid_segment"])) if att else None,
                 ),
                 database_url=str(data["database_url"]),
+                attestation=AttestationSettings(
+                    verifier_keys=tuple((str(k["name"]), Path(k["file"])) for k in att["verifier_keys"]),
+                    max_age=timedelta(seconds=float(att["max_age_seconds"])),
+                    leeway=timedelta(seconds=float(att["leeway_seconds"])),
+                ) if att else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: invalid hook settings ({type(exc).__name__}: {exc}); "

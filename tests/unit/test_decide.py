@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from policy.decide import SegmentRules, decide
+from policy.attestation import AttestationStanding, Tier
+from policy.decide import AttestationRules, SegmentRules, decide
 from policy.model import (
     CertificateVerdict,
     CertKind,
@@ -64,3 +65,50 @@ def test_reject_carries_the_certificate_reason() -> None:
 def test_rules_refuse_inconsistent_segments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SegmentRules(**kwargs)  # type: ignore[arg-type]
+
+
+ATT_RULES = SegmentRules(
+    segments={"production": 30, "restricted": 35, "quarantine": 999, "onboard": 50},
+    default_segment="production",
+    attestation=AttestationRules(warning_segment="restricted", missing_ldevid_segment="restricted",
+                                 missing_idevid_segment="quarantine"),
+)
+
+
+def standing(tier: Tier | None) -> AttestationStanding:
+    return AttestationStanding(tier, "test")
+
+
+def idevid_device(state: LifecycleState) -> DeviceRecord:
+    return DeviceRecord(8, DeviceKey("/CN=M", "SN-2"), state, None, None, None, CertKind.IDEVID, "2f", None,
+                        None, T, T)
+
+
+@pytest.mark.parametrize(("record", "att", "outcome", "vlan"), [
+    (device(LifecycleState.OPERATIONAL), standing(Tier.AFFIRMING), Outcome.ACCEPT, 30),
+    (device(LifecycleState.OPERATIONAL), standing(Tier.WARNING), Outcome.ACCEPT, 35),
+    (device(LifecycleState.OPERATIONAL), standing(Tier.CONTRAINDICATED), Outcome.QUARANTINE, 999),
+    (device(LifecycleState.OPERATIONAL), standing(Tier.NONE), Outcome.ACCEPT, 35),
+    (device(LifecycleState.OPERATIONAL), standing(None), Outcome.ACCEPT, 35),
+    (device(LifecycleState.OPERATIONAL), None, Outcome.ACCEPT, 35),
+    (idevid_device(LifecycleState.OPERATIONAL), None, Outcome.QUARANTINE, 999),
+    (idevid_device(LifecycleState.OPERATIONAL), standing(Tier.AFFIRMING), Outcome.ACCEPT, 30),
+    # attestation never raises a placement
+    (device(LifecycleState.QUARANTINED), standing(Tier.AFFIRMING), Outcome.QUARANTINE, 999),
+    (device(LifecycleState.DECOMMISSIONED), standing(Tier.AFFIRMING), Outcome.REJECT, None),
+    (None, standing(Tier.AFFIRMING), Outcome.QUARANTINE, 999),
+])
+def test_attestation_table(record: DeviceRecord | None, att: AttestationStanding | None, outcome: Outcome,
+                           vlan: int | None) -> None:
+    decision = decide(VALID, record, ATT_RULES, att)
+    assert (decision.outcome, decision.vlan) == (outcome, vlan)
+
+
+def test_attestation_reason_is_recorded() -> None:
+    decision = decide(VALID, device(LifecycleState.OPERATIONAL), ATT_RULES, standing(Tier.WARNING))
+    assert decision.reasons[-1] == "attestation warning: test"
+
+
+def test_invalid_certificate_is_rejected_whatever_the_attestation() -> None:
+    assert decide(INVALID, device(LifecycleState.OPERATIONAL), ATT_RULES, standing(Tier.AFFIRMING)).outcome \
+        is Outcome.REJECT
