@@ -431,6 +431,11 @@ class SqlDeviceStore:
         with self._transaction("looking up a device by fingerprint") as conn:
             return self._one(conn, devices.c.fingerprint_sha256 == fingerprint)
 
+    def find_by_spki(self, spki_sha256: str) -> DeviceRecord | None:
+        """The device whose certificate key (SHA-256 of its SubjectPublicKeyInfo) is this one."""
+        with self._transaction("looking up a device by public key") as conn:
+            return self._one(conn, devices.c.spki_sha256 == spki_sha256.lower())
+
     def list_devices(self, state: LifecycleState | None = None) -> Sequence[DeviceRecord]:
         query = sa.select(devices).order_by(devices.c.id)
         if state is not None:

@@ -68,16 +68,17 @@ class Authorizer:
             gate = AttestationGate(settings.attestation, SqlAttestationStore(store))
         return cls(settings, store, trust, gate)
 
-    def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = ()) -> AuthResult:
-        """Decide without writing anything (``trustport decide``)."""
+    def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
+                 attestation: AttestationStanding | None = None) -> AuthResult:
+        """Decide without writing anything (``trustport decide``); ``attestation`` overrides the stored one."""
         self.trust.refresh(self._monotonic())
         verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
                                        self.settings.revocation, extra_checks)
         key = device_key(facts)
         # looked up even for an invalid certificate, so the decision log names the device it claims to be
         device = self.store.find_device(key) if key is not None else None
-        standing = None
-        if self.attestation is not None and device is not None and verdict.valid:
+        standing = attestation
+        if standing is None and self.attestation is not None and device is not None and verdict.valid:
             standing = self.attestation.standing(device, facts, now)
         return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules, standing), standing)
 

@@ -87,6 +87,34 @@ def read_certificate(path: Path) -> x509.Certificate:
     return load_pem_certificates(data, str(path))[0]
 
 
+def _standing_from_file(path: Path, config: TrustportConfig, facts: Any, now: Any) -> Any:
+    """Verify a token file and bind it to the certificate given to ``decide`` (nothing is stored)."""
+    from policy.attestation import (
+        AttestationStanding,
+        DeviceBinding,
+        TokenRejected,
+        check_binding,
+        check_fresh,
+        parse_claims,
+        token_hash,
+        verify_signature,
+    )
+    from trustport.cli_attest import read_small
+
+    settings = config.hook_settings().attestation
+    if settings is None:
+        raise TrustportError("--attestation needs an 'attestation:' section in the config (verifier keys)")
+    token = read_small(str(path), "token").decode("ascii", "replace").strip()
+    try:
+        raw, key = verify_signature(token, settings.load_keys())
+        claims = parse_claims(raw, token_hash(token), key.name)
+        check_fresh(claims, now, settings.max_age, settings.leeway)
+        binding = check_binding(claims, DeviceBinding(facts.spki_sha256, facts.fingerprint_sha256))
+    except TokenRejected as exc:
+        return AttestationStanding(None, f"{path.name} refused ({exc.reason}): {exc}")
+    return AttestationStanding(claims.status, f"{path.name}, bound by {binding}", claims.vector())
+
+
 def _authorizer(config: TrustportConfig) -> Any:
     from radius_hooks.service import Authorizer
 
@@ -98,10 +126,12 @@ def _authorizer(config: TrustportConfig) -> Any:
 @click.option("--chain", "chain_file", type=click.Path(path_type=Path), help="intermediate CA certificates (PEM)")
 @click.option("--nas-ip", help="NAS-IP-Address the request would come from")
 @click.option("--nas-port", help="NAS-Port / NAS-Port-Id")
+@click.option("--attestation", "attestation_file", type=click.Path(path_type=Path),
+              help="an EAR token (file) to decide with, instead of the latest stored result")
 @click.option("--json", "as_json", is_flag=True)
 @_cli_config
 def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None, nas_port: str | None,
-                   as_json: bool, config_file: Path) -> None:
+                   attestation_file: Path | None, as_json: bool, config_file: Path) -> None:
     """What would happen to this device? Validates the certificate like FreeRADIUS + the hook, writes nothing."""
     from trustport.chain import verify_chain
 
@@ -112,7 +142,8 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     now = _cli().now_utc()
     chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
     facts = facts_from_certificate(cert)
-    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,))
+    standing = _standing_from_file(attestation_file, config, facts, now) if attestation_file else None
+    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing)
     context = NetworkContext(nas_ip=nas_ip, nas_port=nas_port)
     decision = result.decision
     if as_json:
@@ -120,11 +151,14 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
                                      "subject": facts.subject, "mud_url": facts.mud_url,
                                      "registry_id": result.device.id if result.device else None,
                                      "state": result.device.state if result.device else None},
-                          "context": context, "checks": result.verdict.checks, "decision": decision})
+                          "context": context, "checks": result.verdict.checks, "decision": decision,
+                          "attestation": result.attestation})
         return
     click.echo(f"device   {facts.device_serial or '?'}  ({facts.subject})")
     click.echo(f"issuer   {facts.issuer}  [{result.verdict.kind or 'untrusted'}]")
     click.echo(f"registry {f'#{result.device.id} {result.device.state.value}' if result.device else 'not registered'}")
+    if result.attestation is not None:
+        click.echo(f"attested {result.attestation.label}: {result.attestation.detail}")
     if nas_ip or nas_port:
         click.echo(f"from     NAS {nas_ip or '?'} port {nas_port or '?'}")
     click.echo("")
@@ -314,7 +348,9 @@ def lab_command(workdir: Path | None) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (config_group, radius_group, decide_command, devices_group, lab_command):
+    from trustport.cli_attest import api_group, attest_group
+
+    for command in (config_group, radius_group, decide_command, devices_group, lab_command, attest_group, api_group):
         cli.add_command(command)
 
 

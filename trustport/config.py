@@ -10,6 +10,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import core_schema
 
 from policy.certificates import RevocationPolicy
-from policy.decide import SegmentRules
-from policy.errors import ConfigError
+from policy.decide import AttestationRules, SegmentRules
+from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
+from radius_hooks.attestation_gate import AttestationSettings
 from radius_hooks.settings import AnchorFile, HookSettings
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -166,6 +168,41 @@ class DatabaseSettings(_Model):
         return value
 
 
+class VerifierKeySettings(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    file: Path
+
+
+class AttestationConfig(_Model):
+    """Attestation results (EAR) from a verifier such as Veraison; see docs/attestation.md."""
+
+    verifier_keys: list[VerifierKeySettings] = Field(min_length=1)
+    max_age_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
+    leeway_seconds: int = Field(default=30, ge=0, le=600)
+    warning_segment: str
+    missing_ldevid_segment: str
+    missing_idevid_segment: str | None = None  # default: the quarantine segment
+
+
+class ApiToken(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    secret: Secret
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, value: Any) -> Secret:
+        secret = _resolve_secret(value, _BASE.get())
+        if len(secret.reveal()) < 24:
+            raise ValueError("API tokens must be at least 24 characters")
+        return secret
+
+
+class ApiSettings(_Model):
+    listen_address: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    tokens: list[ApiToken] = Field(min_length=1)
+
+
 class TrustportConfig(_Model):
     site: str = "default"
     radius: RadiusSettings
@@ -174,6 +211,8 @@ class TrustportConfig(_Model):
     segments: dict[str, int]
     policy: PolicySettings = PolicySettings()
     database: DatabaseSettings = DatabaseSettings()
+    attestation: AttestationConfig | None = None
+    api: ApiSettings | None = None
     base_dir: Path = Path()
 
     @field_validator("segments")
@@ -190,6 +229,11 @@ class TrustportConfig(_Model):
             name = getattr(self.policy, field_name)
             if name is not None and name not in self.segments:
                 raise ValueError(f"policy.{field_name} names segment {name!r}, which is not in segments")
+        if self.attestation is not None:
+            for field_name in ("warning_segment", "missing_ldevid_segment", "missing_idevid_segment"):
+                name = getattr(self.attestation, field_name)
+                if name is not None and name not in self.segments:
+                    raise ValueError(f"attestation.{field_name} names segment {name!r}, which is not in segments")
         names = [a.name for a in self.trust_anchors]
         if len(names) != len(set(names)):
             raise ValueError("trust anchor names must be unique")
@@ -210,13 +254,22 @@ class TrustportConfig(_Model):
         return url
 
     def hook_settings(self) -> HookSettings:
+        att = self.attestation
         return HookSettings(
             anchors=tuple(AnchorFile(a.name, a.role, self.path(a.file)) for a in self.trust_anchors),
             crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
             crl_refresh_seconds=self.revocation.refresh_seconds,
             revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
-            rules=SegmentRules(segments=dict(self.segments), **self.policy.model_dump()),
+            rules=SegmentRules(
+                segments=dict(self.segments), **self.policy.model_dump(),
+                attestation=None if att is None else AttestationRules(
+                    att.warning_segment, att.missing_ldevid_segment,
+                    att.missing_idevid_segment or self.policy.quarantine_segment),
+            ),
             database_url=self.database_url(),
+            attestation=None if att is None else AttestationSettings(
+                verifier_keys=tuple((k.name, self.path(k.file)) for k in att.verifier_keys),
+                max_age=timedelta(seconds=att.max_age_seconds), leeway=timedelta(seconds=att.leeway_seconds)),
         )
 
 
@@ -282,6 +335,17 @@ def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
         path = config.path(getattr(config.radius, name))
         if not path.is_file():
             yield Problem(f"{file}: radius.{name}", f"file {path} does not exist")
+    if config.attestation is not None:
+        from policy.attestation import load_verifier_key
+
+        for i, key in enumerate(config.attestation.verifier_keys):
+            path = config.path(key.file)
+            try:
+                load_verifier_key(key.name, path.read_bytes())
+            except OSError as exc:
+                yield Problem(f"{file}: attestation.verifier_keys.{i}.file", f"cannot read {path}: {exc.strerror}")
+            except TrustportError as exc:
+                yield Problem(f"{file}: attestation.verifier_keys.{i}.file", str(exc))
     if config.revocation.crl_dir is not None and not config.path(config.revocation.crl_dir).is_dir():
         yield Problem(f"{file}: revocation.crl_dir", f"directory {config.path(config.revocation.crl_dir)} "
                                                       "does not exist")

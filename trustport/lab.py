@@ -7,6 +7,7 @@ Builds a throw-away PKI, config and registry, renders and starts FreeRADIUS on a
 from __future__ import annotations
 
 import secrets
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,16 +16,19 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from policy.model import DeviceKey, LifecycleState
 from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from trustport.config import load_config
+from trustport.fake_verifier import new_signing_key, write_public_jwk
+from trustport.lab_attest import post_attestations
 from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
 from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.render import render
 
-SEGMENTS = {"production": 30, "cameras": 40, "quarantine": 999}
+SEGMENTS = {"production": 30, "cameras": 40, "restricted": 35, "quarantine": 999}
 
 
 @dataclass(frozen=True)
@@ -37,17 +41,25 @@ class Scenario:
     revoked: bool
     expected: str  # what the lab promises, checked against what happened
     mud_url: str | None = None
+    attestation: str | None = None  # EAR status the lab's verifier signs, or "foreign" (another device's key)
 
 
+OPERATIONAL = LifecycleState.OPERATIONAL
 SCENARIOS = (
-    Scenario("known operational (LDevID)", "SN-1001", "ldevid", LifecycleState.OPERATIONAL, "production", False,
-             "accept VLAN 30"),
+    Scenario("known operational, attested affirming", "SN-1001", "ldevid", OPERATIONAL, "production", False,
+             "accept VLAN 30", attestation="affirming"),
     Scenario("genuine unknown (IDevID)", "SN-2002", "idevid", None, None, False, "quarantine VLAN 999",
              mud_url="https://mud.acme.example/thermostat.json"),
     Scenario("quarantined (LDevID)", "SN-3003", "ldevid", LifecycleState.QUARANTINED, "cameras", False,
              "quarantine VLAN 999"),
     Scenario("revoked (LDevID)", "SN-4004", "ldevid", LifecycleState.OPERATIONAL, "production", True, "reject"),
     Scenario("untrusted CA", "SN-5005", "rogue", None, None, False, "reject"),
+    Scenario("operational, attestation warning", "SN-1102", "ldevid", OPERATIONAL, "production", False,
+             "accept VLAN 35", attestation="warning"),
+    Scenario("operational, contraindicated", "SN-1103", "ldevid", OPERATIONAL, "production", False,
+             "quarantine VLAN 999", attestation="contraindicated"),
+    Scenario("operational, token for another key", "SN-1104", "ldevid", OPERATIONAL, "production", False,
+             "accept VLAN 35", attestation="foreign"),
 )
 
 
@@ -97,6 +109,11 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
     (crl_dir / "ldevid.crl").write_bytes(crl_pem(make_crl(cas["ldevid"], revoked, now=now)))
     secret_file = work / "radius-secret"
     write_private(secret_file, secrets.token_urlsafe(24).encode())
+    write_private(work / "api-token", secrets.token_urlsafe(32).encode())
+    verifier = new_signing_key("p256")
+    write_private(work / "verifier.key", verifier.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    write_public_jwk(verifier, work / "verifier.jwk")
     auth_port = free_port(count=2)
     config = {
         "site": "lab",
@@ -114,6 +131,12 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
         "segments": SEGMENTS,
         "policy": {"quarantine_segment": "quarantine", "default_segment": "production"},
         "database": {"url": "sqlite:///registry.sqlite"},
+        "attestation": {
+            "verifier_keys": [{"name": "lab-verifier", "file": "verifier.jwk"}],
+            "max_age_seconds": 3600, "warning_segment": "restricted", "missing_ldevid_segment": "restricted",
+        },
+        "api": {"listen_address": "127.0.0.1", "port": free_port(socket.SOCK_STREAM),
+                "tokens": [{"name": "lab-verifier", "secret": {"file": "api-token"}}]},
     }
     config_path = work / "trustport.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -132,6 +155,7 @@ class Lab:
         self.store = SqlDeviceStore(self.config.database_url())
         self.server = RadiusServer(work / "raddb", work / "radiusd.log")
         self._macs = 0
+        self.attestation_rows: list[str] = []
 
     def __enter__(self) -> Lab:
         try:
@@ -140,6 +164,7 @@ class Lab:
                     facts = facts_from_certificate(self.certificate(scenario.serial))
                     self.store.add_device(DeviceKey(facts.issuer, scenario.serial), state=scenario.registry_state,
                                           now=self.now, segment=scenario.segment, owner="lab", facts=facts)
+            self.attestation_rows = post_attestations(self)
             render(self.config, self.work / "raddb")
             self.server.check()
             self.echo(f"FreeRADIUS config {self.work / 'raddb'} passes 'freeradius -XC'; "
@@ -175,6 +200,9 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> li
         base.mkdir(parents=True, exist_ok=True)
         echo(f"lab directory: {base}")
         with Lab(base, datetime.now(UTC), echo) as lab:
+            echo("attestation results posted to the REST API by the lab's verifier:")
+            for line in lab.attestation_rows:
+                echo(f"  {line}")
             return [_row(lab, scenario, lab.authenticate(scenario.serial)) for scenario in SCENARIOS]
 
 

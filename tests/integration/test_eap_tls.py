@@ -145,3 +145,25 @@ def test_radius_secret_not_in_logs(lab: Lab) -> None:
     secret = lab.config.radius.clients[0].secret.reveal()
     log = Path(lab.server.log_file).read_text(errors="replace")
     assert secret not in log
+
+
+def test_attestation_results_arrived_through_the_rest_api(lab: Lab) -> None:
+    text = "\n".join(lab.attestation_rows)
+    assert "SN-1001: accepted — affirming, bound by akpub" in text
+    assert "SN-1104: REFUSED" in text and "another device" in text
+    assert "without the API token gets HTTP 401" in text
+
+
+@pytest.mark.parametrize(("serial", "vlan", "tier"), [
+    ("SN-1001", 30, "affirming"),
+    ("SN-1102", 35, "warning"),
+    ("SN-1103", 999, "contraindicated"),
+    ("SN-1104", 35, "missing"),  # its token carried SN-1001's key: refused at import, so no result
+])
+def test_attested_devices_over_eap_tls(lab: Lab, serial: str, vlan: int, tier: str) -> None:
+    assert_vlan(lab.authenticate(serial), vlan)
+    device = lab.store.find_device(key(lab, serial))
+    assert device is not None
+    entry = lab.store.decisions(device.id, limit=1)[0]
+    assert entry.vlan == vlan
+    assert entry.reasons[-1].startswith(f"attestation {tier}")

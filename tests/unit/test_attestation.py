@@ -123,7 +123,7 @@ def _tampered() -> str:
 
 
 def _es384_header_on_p256() -> str:
-    head, body, sig = _segments(token())
+    _head, body, sig = _segments(token())
     return _b64(b'{"alg":"ES384","typ":"JWT"}') + f".{body}.{sig}"
 
 

@@ -1,0 +1,138 @@
+"""``trustport attest`` and ``trustport api``: attestation results from the command line, and the REST server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from policy.attestation import TokenRejected
+from policy.store_sql import SqlDeviceStore
+from radius_hooks.trust import TrustMaterial
+from trustport.attest import AttestationService
+from trustport.config import TrustportConfig, load_config
+
+MAX_TOKEN_FILE = 256 * 1024
+config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
+                             default=Path("trustport.yaml"), show_default=True, help="trustport config file")
+
+
+def _cli() -> Any:
+    from trustport import cli
+
+    return cli
+
+
+def read_small(source: str, what: str) -> bytes:
+    """A file (or '-' for stdin), refusing anything larger than an attestation result can be."""
+    stream = sys.stdin.buffer if source == "-" else None
+    try:
+        data = stream.read(MAX_TOKEN_FILE + 1) if stream is not None else Path(source).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {what} {source}: {exc.strerror}") from exc
+    if len(data) > MAX_TOKEN_FILE:
+        raise click.ClickException(f"{what} {source} is larger than {MAX_TOKEN_FILE} bytes")
+    return data
+
+
+def service_for(config: TrustportConfig) -> AttestationService:
+    settings = config.hook_settings()
+    trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
+    return AttestationService(settings.attestation, SqlDeviceStore(settings.database_url), trust)
+
+
+@click.group("attest")
+def attest_group() -> None:
+    """Attestation results (EAR tokens) from a verifier."""
+
+
+@attest_group.command("import")
+@click.argument("source")
+@click.option("--device", help="registry id or serial number (default: found by the attested key)")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path), help="the device certificate (PEM)")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def attest_import(source: str, device: str | None, cert_file: Path | None, as_json: bool, config_file: Path) -> None:
+    """Verify and store the EAR token in SOURCE (a file, or - for stdin)."""
+    token = read_small(source, "token").decode("ascii", "replace").strip()
+    service = service_for(load_config(config_file))
+    try:
+        outcome = service.import_token(token, _cli().now_utc(), device_ref=device,
+                                       certificate_pem=cert_file.read_bytes() if cert_file else None)
+    except TokenRejected as exc:
+        if as_json:
+            _cli().emit_json({"accepted": False, "reason": exc.reason, "message": str(exc)})
+        else:
+            click.echo(f"refused ({exc.reason}): {exc}")
+        sys.exit(1)
+    finally:
+        service.store.close()
+    stored = outcome.stored
+    if as_json:
+        _cli().emit_json({"device_id": outcome.device.id, "accepted": stored.accepted,
+                          "status": stored.status.name.lower() if stored.status else None,
+                          "binding": stored.binding, "expires_at": stored.expires_at, "reasons": stored.reasons,
+                          "reevaluation": outcome.reevaluation, "vector": stored.vector})
+    else:
+        click.echo(f"device #{outcome.device.id} {outcome.device.key.serial_number}: "
+                   + ("accepted" if stored.accepted else "REFUSED") + f" — {'; '.join(stored.reasons)}")
+        if outcome.reevaluation:
+            click.echo(f"re-evaluation requested: {outcome.reevaluation}")
+    if not stored.accepted:
+        sys.exit(1)
+
+
+@attest_group.command("show")
+@click.argument("device")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def attest_show(device: str, as_json: bool, config_file: Path) -> None:
+    """Attestation results received for DEVICE, newest first."""
+    service = service_for(load_config(config_file))
+    try:
+        record = service.resolve(device)
+        results = service.results.results(record.id)
+    finally:
+        service.store.close()
+    if as_json:
+        _cli().emit_json([{k: v for k, v in r.__dict__.items() if k != "token"} for r in results])
+        return
+    click.echo(_cli().table(("received", "accepted", "status", "binding", "expires", "reasons"), [
+        (r.received_at.strftime("%Y-%m-%d %H:%M:%S"), "yes" if r.accepted else "no",
+         r.status.name.lower() if r.status else "-", r.binding or "-",
+         r.expires_at.strftime("%Y-%m-%d %H:%M:%S") if r.expires_at else "-", "; ".join(r.reasons))
+        for r in results]))
+
+
+@attest_group.command("nonce")
+@click.argument("device")
+@config_option
+def attest_nonce(device: str, config_file: Path) -> None:
+    """Issue a nonce for DEVICE: the verifier puts it in eat_nonce to bind its result to this device."""
+    service = service_for(load_config(config_file))
+    try:
+        click.echo(service.results.issue_nonce(service.resolve(device).id, _cli().now_utc()))
+    finally:
+        service.store.close()
+
+
+@click.group("api")
+def api_group() -> None:
+    """The REST API."""
+
+
+@api_group.command("serve")
+@config_option
+def api_serve(config_file: Path) -> None:
+    """Serve the REST API (OpenAPI at /docs) on the configured address."""
+    import uvicorn
+
+    from trustport.api import create_app
+
+    config = load_config(config_file)
+    app = create_app(config)
+    assert config.api is not None  # create_app refuses a config without it
+    uvicorn.run(app, host=config.api.listen_address, port=config.api.port, log_level="info")

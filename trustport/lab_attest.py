@@ -1,0 +1,71 @@
+"""The lab's verifier: signs an EAR token per attested scenario and POSTs it to trustport's real REST API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+
+from policy.x509facts import spki_der
+from trustport.api import create_app
+from trustport.fake_verifier import mint
+
+if TYPE_CHECKING:
+    from trustport.lab import Lab
+
+
+class ApiServer:
+    """uvicorn in a thread on the lab's loopback port; stopped on exit."""
+
+    def __init__(self, lab: Lab) -> None:
+        assert lab.config.api is not None
+        self.url = f"http://127.0.0.1:{lab.config.api.port}"
+        app = create_app(lab.config)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=lab.config.api.port,
+                                                    log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ApiServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the REST API did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def post_attestations(lab: Lab) -> list[str]:
+    from trustport.lab import SCENARIOS
+
+    key = serialization.load_pem_private_key((lab.work / "verifier.key").read_bytes(), password=None)
+    token = (lab.work / "api-token").read_text().strip()
+    own_key = {s.serial: spki_der(lab.certificate(s.serial)) for s in SCENARIOS if s.attestation}
+    lines = []
+    with ApiServer(lab) as api, httpx.Client(base_url=api.url, timeout=10) as client:
+        for scenario in SCENARIOS:
+            if scenario.attestation is None:
+                continue
+            foreign = scenario.attestation == "foreign"
+            akpub = own_key["SN-1001"] if foreign else own_key[scenario.serial]
+            ear = mint(key, status="affirming" if foreign else scenario.attestation, now=lab.now,  # type: ignore[arg-type]
+                       akpub=akpub)
+            reply = client.post("/v1/attestation-results", json={"token": ear, "device": scenario.serial},
+                                headers={"Authorization": f"Bearer {token}"})
+            body = reply.json()
+            if reply.status_code != 201:
+                lines.append(f"{scenario.serial}: HTTP {reply.status_code} {body}")
+                continue
+            verdict = "accepted" if body["accepted"] else "REFUSED"
+            lines.append(f"{scenario.serial}: {verdict} — {'; '.join(body['reasons'])}")
+        unauthenticated = client.post("/v1/attestation-results", json={"token": "x"})
+        lines.append(f"(a POST without the API token gets HTTP {unauthenticated.status_code})")
+    return lines
