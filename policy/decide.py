@@ -1,17 +1,33 @@
-"""The decision for one authentication, from a certificate verdict and the registry's record of the device.
+"""The decision for one authentication: certificate verdict, registry record, attestation, policy rules.
 
-Pure and table-testable. Grows into the full rule engine (issue "Policy engine ..."); for now the rules are the
-lifecycle defaults: operational -> its segment, unknown/pending/quarantined -> quarantine, decommissioned or
-invalid -> reject.
+Order (pure, table-testable):
+1. an invalid certificate is rejected; a decommissioned device is rejected; a quarantined one is quarantined —
+   no rule can override these;
+2. otherwise the first matching policy rule places (or rejects) the device;
+3. without a matching rule, the lifecycle default: operational -> its segment (or the default segment),
+   onboarding -> the onboarding segment, pending or unknown -> quarantine (unknown ones are recorded as pending);
+4. attestation can then only lower an accept (unless the matching rule already matched on attestation);
+5. the segment's VLAN for the NAS's site, and its Filter-Id (or the rule's), go into the reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from policy.attestation import AttestationStanding, Tier
-from policy.model import CertificateVerdict, CertKind, Decision, DeviceRecord, LifecycleState, Outcome
+from policy.model import (
+    CertificateFacts,
+    CertificateVerdict,
+    CertKind,
+    Decision,
+    DeviceRecord,
+    LifecycleState,
+    NetworkContext,
+    Outcome,
+)
+from policy.rules import DeviceView, Rule, first_match, resolve_site
+from policy.x509facts import parse_oneline_dn
 
 
 @dataclass(frozen=True)
@@ -30,80 +46,149 @@ class SegmentRules:
     default_segment: str | None = None  # for operational devices without a segment of their own
     onboarding_segment: str | None = None  # for devices in the onboarding state; quarantine if unset
     attestation: AttestationRules | None = None  # None: attestation results are not used
+    rules: tuple[Rule, ...] = ()
+    filters: Mapping[str, str] = field(default_factory=dict)  # segment -> Filter-Id (ACL name)
+    site_vlans: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # segment -> site -> VLAN
+    sites: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # site -> NAS IPs/CIDRs/identifiers
 
     def __post_init__(self) -> None:
         names = [self.quarantine_segment, self.default_segment, self.onboarding_segment]
         if self.attestation is not None:
             a = self.attestation
             names += [a.warning_segment, a.missing_ldevid_segment, a.missing_idevid_segment]
+        names += [r.segment for r in self.rules]
         for name in names:
             if name is not None and name not in self.segments:
                 raise ValueError(f"segment {name!r} is used by the rules but not defined in segments")
-        for name, vlan in self.segments.items():
+        vlans = [(n, v) for n, v in self.segments.items()]
+        vlans += [(f"{n}@{site}", v) for n, per_site in self.site_vlans.items() for site, v in per_site.items()]
+        for name, vlan in vlans:
             if not 1 <= vlan <= 4094:
                 raise ValueError(f"segment {name!r}: VLAN {vlan} is outside 1-4094")
+        for name, per_site in self.site_vlans.items():
+            unknown = set(per_site) - set(self.sites)
+            if unknown:
+                raise ValueError(f"segment {name!r} has VLANs for undefined site(s) {', '.join(sorted(unknown))}")
+
+    def vlan(self, segment: str, site: str | None) -> int:
+        per_site = self.site_vlans.get(segment, {})
+        return per_site[site] if site is not None and site in per_site else self.segments[segment]
 
 
-def _quarantine(rules: SegmentRules, reasons: tuple[str, ...], register_pending: bool = False) -> Decision:
-    name = rules.quarantine_segment
-    return Decision(Outcome.QUARANTINE, rules.segments[name], name, reasons, register_pending)
+@dataclass(frozen=True)
+class _Placement:
+    """Where the device goes before the VLAN/Filter-Id is looked up: a segment name, or None for reject."""
+
+    segment: str | None
+    reasons: tuple[str, ...]
+    register_pending: bool = False
+    rule: Rule | None = None
 
 
-def _place(rules: SegmentRules, segment: str, reasons: tuple[str, ...]) -> Decision:
-    if segment == rules.quarantine_segment:
-        return _quarantine(rules, reasons)
-    return Decision(Outcome.ACCEPT, rules.segments[segment], segment, reasons)
+def device_view(facts: CertificateFacts | None, verdict: CertificateVerdict, device: DeviceRecord | None,
+                attestation: AttestationStanding | None, context: NetworkContext | None,
+                site: str | None) -> DeviceView:
+    """What the rules can match on, as strings."""
+    issuer = facts.issuer if facts is not None else (device.key.issuer if device is not None else None)
+    kind = verdict.kind or (device.cert_kind if device is not None else None)
+    return DeviceView(
+        values={
+            "issuer": issuer,
+            "manufacturer": parse_oneline_dn(issuer).get("O") if issuer else None,
+            "cert_kind": kind.value if kind is not None else None,
+            "mud_url": (facts.mud_url if facts is not None else None) or (device.mud_url if device else None),
+            "device_class": device.device_class if device is not None else None,
+            "owner": device.owner if device is not None else None,
+            "attestation": attestation.label if attestation is not None else "missing",
+            "state": device.state.value if device is not None else "unknown",
+            "nas_ip": context.nas_ip if context is not None else None,
+            "nas_identifier": context.nas_identifier if context is not None else None,
+            "site": site,
+        },
+        subject=parse_oneline_dn(facts.subject) if facts is not None else {},
+    )
 
 
-def apply_attestation(decision: Decision, device: DeviceRecord, verdict: CertificateVerdict,
-                      standing: AttestationStanding | None, rules: SegmentRules) -> Decision:
-    """Lower an accept by the device's attestation tier; quarantine and reject are left as they are."""
+def _lifecycle_default(device: DeviceRecord | None, verdict: CertificateVerdict, rules: SegmentRules,
+                       cert: tuple[str, ...]) -> _Placement:
+    if device is None:
+        kind = "IDevID" if verdict.kind is CertKind.IDEVID else "LDevID"
+        return _Placement(rules.quarantine_segment,
+                          (*cert, f"genuine {kind} of an unknown device: quarantined, recorded as pending"),
+                          register_pending=True)
+    if device.state is LifecycleState.PENDING:
+        return _Placement(rules.quarantine_segment, (*cert, f"device {device.id} is pending approval"))
+    if device.state is LifecycleState.ONBOARDING:
+        if rules.onboarding_segment is None:
+            return _Placement(rules.quarantine_segment,
+                              (*cert, f"device {device.id} is onboarding; no onboarding segment configured"))
+        return _Placement(rules.onboarding_segment, (*cert, f"device {device.id} is onboarding"))
+    segment = device.segment or rules.default_segment
+    if segment is None:
+        return _Placement(rules.quarantine_segment,
+                          (*cert, f"operational device {device.id} has no segment and no default is set"))
+    if segment not in rules.segments:
+        return _Placement(rules.quarantine_segment,
+                          (*cert, f"segment {segment!r} of device {device.id} is not configured"))
+    return _Placement(segment, (*cert, f"operational device {device.id} in segment {segment}"))
+
+
+def _attestation(placement: _Placement, device: DeviceRecord, verdict: CertificateVerdict,
+                 standing: AttestationStanding | None, rules: SegmentRules) -> _Placement:
+    """Lower an accepted placement by the device's attestation tier; quarantine and reject stay as they are."""
     policy = rules.attestation
-    if policy is None or decision.outcome is not Outcome.ACCEPT:
-        return decision
+    if policy is None or placement.segment in (None, rules.quarantine_segment):
+        return placement
+    if placement.rule is not None and placement.rule.uses("attestation"):
+        return placement  # the matching rule already decided by attestation
     standing = standing or AttestationStanding(None, "no attestation result")
     why = f"attestation {standing.label}: {standing.detail}"
     if standing.tier is Tier.AFFIRMING:
-        return Decision(decision.outcome, decision.vlan, decision.segment, (*decision.reasons, why))
-    if standing.tier is Tier.CONTRAINDICATED:
-        return _quarantine(rules, (*decision.reasons, why))
-    if standing.tier is Tier.WARNING:
-        return _place(rules, policy.warning_segment, (*decision.reasons, why))
-    kind = device.cert_kind or verdict.kind
-    segment = policy.missing_ldevid_segment if kind is CertKind.LDEVID else policy.missing_idevid_segment
-    return _place(rules, segment, (*decision.reasons, why))
+        segment = placement.segment
+    elif standing.tier is Tier.CONTRAINDICATED:
+        segment = rules.quarantine_segment
+    elif standing.tier is Tier.WARNING:
+        segment = policy.warning_segment
+    else:
+        kind = device.cert_kind or verdict.kind
+        segment = policy.missing_ldevid_segment if kind is CertKind.LDEVID else policy.missing_idevid_segment
+    return replace(placement, segment=segment, reasons=(*placement.reasons, why))
 
 
 def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: SegmentRules,
-           attestation: AttestationStanding | None = None) -> Decision:
-    base = _decide_lifecycle(verdict, device, rules)
-    return base if device is None else apply_attestation(base, device, verdict, attestation, rules)
-
-
-def _decide_lifecycle(verdict: CertificateVerdict, device: DeviceRecord | None, rules: SegmentRules) -> Decision:
+           attestation: AttestationStanding | None = None, *, facts: CertificateFacts | None = None,
+           context: NetworkContext | None = None) -> Decision:
     cert = verdict.reasons()
     if not verdict.valid:
         return Decision(Outcome.REJECT, None, None, cert)
-    if device is None:
-        kind = "IDevID" if verdict.kind is CertKind.IDEVID else "LDevID"
-        return _quarantine(rules, (*cert, f"genuine {kind} of an unknown device: quarantined, recorded as pending"),
-                           register_pending=True)
-    state = device.state
-    if state is LifecycleState.DECOMMISSIONED:
+    if device is not None and device.state is LifecycleState.DECOMMISSIONED:
         return Decision(Outcome.REJECT, None, None, (*cert, f"device {device.id} is decommissioned"))
-    if state is LifecycleState.QUARANTINED:
-        return _quarantine(rules, (*cert, f"device {device.id} is quarantined"))
-    if state is LifecycleState.PENDING:
-        return _quarantine(rules, (*cert, f"device {device.id} is pending approval"))
-    if state is LifecycleState.ONBOARDING:
-        name = rules.onboarding_segment
-        if name is None:
-            return _quarantine(rules, (*cert, f"device {device.id} is onboarding; no onboarding segment configured"))
-        return Decision(Outcome.ACCEPT, rules.segments[name], name, (*cert, f"device {device.id} is onboarding"))
-    segment = device.segment or rules.default_segment
-    if segment is None:
-        return _quarantine(rules, (*cert, f"operational device {device.id} has no segment and no default is set"))
-    if segment not in rules.segments:
-        return _quarantine(rules, (*cert, f"segment {segment!r} of device {device.id} is not configured"))
-    return Decision(Outcome.ACCEPT, rules.segments[segment], segment,
-                    (*cert, f"operational device {device.id} in segment {segment}"))
+    site = resolve_site(rules.sites, context.nas_ip, context.nas_identifier) if context is not None else None
+    if device is not None and device.state is LifecycleState.QUARANTINED:
+        placement = _Placement(rules.quarantine_segment, (*cert, f"device {device.id} is quarantined"))
+    else:
+        rule = first_match(rules.rules, device_view(facts, verdict, device, attestation, context, site))
+        if rule is None:
+            placement = _lifecycle_default(device, verdict, rules, cert)
+        else:
+            where = f"rule {rule.name!r} matched"
+            placement = _Placement(rule.segment, (*cert, where + (": reject" if rule.reject else
+                                                                   f": segment {rule.segment}")),
+                                   register_pending=device is None, rule=rule)
+        if device is not None:
+            placement = _attestation(placement, device, verdict, attestation, rules)
+    return _finish(placement, rules, site)
+
+
+def _finish(placement: _Placement, rules: SegmentRules, site: str | None) -> Decision:
+    rule_name = placement.rule.name if placement.rule is not None else None
+    if placement.segment is None:
+        return Decision(Outcome.REJECT, None, None, placement.reasons, rule=rule_name)
+    segment = placement.segment
+    outcome = Outcome.QUARANTINE if segment == rules.quarantine_segment else Outcome.ACCEPT
+    filter_id = rules.filters.get(segment)
+    if placement.rule is not None and placement.rule.filter_id and placement.segment == placement.rule.segment:
+        filter_id = placement.rule.filter_id
+    reasons = placement.reasons + ((f"site {site}",) if site is not None and segment in rules.site_vlans else ())
+    return Decision(outcome, rules.vlan(segment, site), segment, reasons, placement.register_pending,
+                    rule=rule_name, filter_id=filter_id)

@@ -128,6 +128,7 @@ class DeviceRecord:
     first_seen: datetime | None
     last_seen: datetime | None
     spki_sha256: str | None = None
+    device_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class Decision:
     segment: str | None
     reasons: tuple[str, ...]
     register_pending: bool = False  # the caller should record this genuine-but-unknown device as pending
+    rule: str | None = None  # the policy rule that matched, if any
+    filter_id: str | None = None  # ACL name for the NAS (Filter-Id)
 
     def __post_init__(self) -> None:
         if self.outcome is Outcome.REJECT and self.vlan is not None:

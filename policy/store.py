@@ -41,6 +41,7 @@ class DeviceStore(Protocol):
         notes: str | None = None,
         cert_kind: CertKind | None = None,
         facts: CertificateFacts | None = None,
+        device_class: str | None = None,
     ) -> DeviceRecord:
         """Create a device; raises ``DeviceExists`` if the key is already registered."""
 
@@ -58,6 +59,7 @@ class DeviceStore(Protocol):
         segment: str | None = None,
         owner: str | None = None,
         notes: str | None = None,
+        device_class: str | None = None,
     ) -> DeviceRecord:
         """Change the given fields (None = leave as is); raises ``DeviceNotFound``."""
 

@@ -87,6 +87,7 @@ devices = sa.Table(
     sa.Column("state", sa.String(32), nullable=False, index=True),
     sa.Column("segment", sa.Text),
     sa.Column("owner", sa.Text),
+    sa.Column("device_class", sa.Text),
     sa.Column("notes", sa.Text),
     sa.Column("cert_kind", sa.String(16)),
     sa.Column("cert_serial", sa.Text),
@@ -407,6 +408,7 @@ class SqlDeviceStore:
             first_seen=m["first_seen"],
             last_seen=m["last_seen"],
             spki_sha256=m["spki_sha256"],
+            device_class=m["device_class"],
         )
 
     def _one(self, conn: Connection, where: sa.ColumnElement[bool]) -> DeviceRecord | None:
@@ -456,10 +458,11 @@ class SqlDeviceStore:
         notes: str | None = None,
         cert_kind: CertKind | None = None,
         facts: CertificateFacts | None = None,
+        device_class: str | None = None,
     ) -> DeviceRecord:
         _aware(now, "now")
         values = self._new_device_values(key, state, now, facts, cert_kind)
-        values.update(segment=segment, owner=owner, notes=notes)
+        values.update(segment=segment, owner=owner, notes=notes, device_class=device_class)
         try:
             return self._insert_device(values)
         except exc.IntegrityError as e:
@@ -552,10 +555,12 @@ class SqlDeviceStore:
         segment: str | None = None,
         owner: str | None = None,
         notes: str | None = None,
+        device_class: str | None = None,
     ) -> DeviceRecord:
         changes: dict[str, Any] = {
             name: value
-            for name, value in (("segment", segment), ("owner", owner), ("notes", notes))
+            for name, value in (("segment", segment), ("owner", owner), ("notes", notes),
+                                ("device_class", device_class))
             if value is not None
         }
         if state is not None:

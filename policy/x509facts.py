@@ -66,6 +66,16 @@ def oneline_dn(name: x509.Name) -> str:
     return "".join(parts)
 
 
+def parse_oneline_dn(dn: str) -> dict[str, str]:
+    """'/C=DE/O=x/serialNumber=SN-1' -> {'C': 'DE', ...}; first value per key wins."""
+    out: dict[str, str] = {}
+    for part in dn.split("/")[1:]:
+        key, sep, value = part.partition("=")
+        if sep and key and key not in out:
+            out[key] = value
+    return out
+
+
 def format_serial(serial: int) -> str:
     """Certificate serial as FreeRADIUS exports it: lower-case hex without separators."""
     return format(serial, "x")

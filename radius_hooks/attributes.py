@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from policy.model import CertificateFacts, NetworkContext
-from policy.x509facts import MUD_URL_OID, parse_mud_url
+from policy.x509facts import MUD_URL_OID, parse_mud_url, parse_oneline_dn
 
 TRUNCATION_LIMIT = 1023  # rlm_python3 prints each value into char[1024]
 MAX_PAIRS = 1000
@@ -107,16 +107,6 @@ def parse_asn1_time(value: str) -> datetime:
         return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError as exc:
         raise RequestError(f"time {value!r} is not a valid date: {exc}") from exc
-
-
-def parse_oneline_dn(dn: str) -> dict[str, str]:
-    """'/C=DE/O=x/serialNumber=SN-1' -> {'C': 'DE', ...}; first value per key wins."""
-    out: dict[str, str] = {}
-    for part in dn.split("/")[1:]:
-        key, sep, value = part.partition("=")
-        if sep and key and key not in out:
-            out[key] = value
-    return out
 
 
 def normalise_serial(value: str) -> str:

@@ -41,11 +41,14 @@ def vlan_reply(decision: Decision) -> ReplyPairs:
     """RFC 3580 VLAN attributes for an accept or quarantine."""
     if decision.vlan is None:
         return ()
-    return (
+    pairs: ReplyPairs = (
         ("Tunnel-Type", ":=", "VLAN"),
         ("Tunnel-Medium-Type", ":=", "IEEE-802"),
         ("Tunnel-Private-Group-Id", ":=", str(decision.vlan)),
     )
+    if decision.filter_id:
+        pairs += (("Filter-Id", ":=", decision.filter_id),)
+    return pairs
 
 
 def _failure_summary(messages: tuple[str, ...]) -> list[str]:

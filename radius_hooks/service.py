@@ -69,7 +69,7 @@ class Authorizer:
         return cls(settings, store, trust, gate)
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
-                 attestation: AttestationStanding | None = None) -> AuthResult:
+                 attestation: AttestationStanding | None = None, context: NetworkContext | None = None) -> AuthResult:
         """Decide without writing anything (``trustport decide``); ``attestation`` overrides the stored one."""
         self.trust.refresh(self._monotonic())
         verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
@@ -80,11 +80,12 @@ class Authorizer:
         standing = attestation
         if standing is None and self.attestation is not None and device is not None and verdict.valid:
             standing = self.attestation.standing(device, facts, now)
-        return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules, standing), standing)
+        return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules, standing, facts=facts,
+                                                               context=context), standing)
 
     def authorize(self, facts: CertificateFacts, context: NetworkContext, now: datetime) -> AuthResult:
         """Decide and record: pending registration, last seen, and the decision log entry."""
-        result = self.evaluate(facts, now)
+        result = self.evaluate(facts, now, context=context)
         device = result.device
         key = device_key(facts)
         if result.decision.register_pending and key is not None and result.verdict.kind is not None:

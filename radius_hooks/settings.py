@@ -6,7 +6,8 @@ Kept separate from the app's YAML config so that the hook (inside radiusd) depen
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from policy.certificates import RevocationPolicy
 from policy.decide import AttestationRules, SegmentRules
 from policy.errors import ConfigError
 from policy.model import CertKind
+from policy.policy_doc import build_segment_rules
+from policy.rules import RuleError
 from radius_hooks.attestation_gate import AttestationSettings
 
 SETTINGS_VERSION = 1
@@ -36,6 +39,7 @@ class HookSettings:
     rules: SegmentRules
     database_url: str
     attestation: AttestationSettings | None = None
+    policy_document: Mapping[str, Any] = field(default_factory=dict)  # segments/sites/policy, as configured
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,10 +51,11 @@ class HookSettings:
                 "require_crl_for": sorted(k.value for k in self.revocation.require_crl_for),
                 "accept_stale_crl": self.revocation.accept_stale_crl,
             },
-            "segments": dict(self.rules.segments),
-            "quarantine_segment": self.rules.quarantine_segment,
-            "default_segment": self.rules.default_segment,
-            "onboarding_segment": self.rules.onboarding_segment,
+            "policy": self.policy_document or {
+                "segments": dict(self.rules.segments), "sites": {},
+                "policy": {"quarantine_segment": self.rules.quarantine_segment,
+                           "default_segment": self.rules.default_segment,
+                           "onboarding_segment": self.rules.onboarding_segment}},
             "database_url": self.database_url,
             "attestation": None if self.attestation is None or self.rules.attestation is None else {
                 "verifier_keys": [{"name": n, "file": str(p)} for n, p in self.attestation.verifier_keys],
@@ -69,6 +74,7 @@ class HookSettings:
                 raise ValueError(f"expected an object with version {SETTINGS_VERSION}")
             rev = data["revocation"]
             att = data.get("attestation")
+            doc = data["policy"]
             return cls(
                 anchors=tuple(
                     AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"])) for a in data["trust_anchors"]
@@ -78,14 +84,11 @@ class HookSettings:
                 revocation=RevocationPolicy(
                     frozenset(CertKind(k) for k in rev["require_crl_for"]), bool(rev["accept_stale_crl"])
                 ),
-                rules=SegmentRules(
-                    segments={str(k): int(v) for k, v in data["segments"].items()},
-                    quarantine_segment=str(data["quarantine_segment"]),
-                    default_segment=data.get("default_segment"),
-                    onboarding_segment=data.get("onboarding_segment"),
-                    attestation=AttestationRules(str(att["warning_segment"]), str(att["missing_ldevid_segment"]),
-                                                 str(att["missing_idevid_segment"])) if att else None,
-                ),
+                rules=build_segment_rules(
+                    doc["segments"], doc.get("sites", {}), doc["policy"],
+                    AttestationRules(str(att["warning_segment"]), str(att["missing_ldevid_segment"]),
+                                     str(att["missing_idevid_segment"])) if att else None),
+                policy_document=doc,
                 database_url=str(data["database_url"]),
                 attestation=AttestationSettings(
                     verifier_keys=tuple((str(k["name"]), Path(k["file"])) for k in att["verifier_keys"]),
@@ -93,7 +96,7 @@ class HookSettings:
                     leeway=timedelta(seconds=float(att["leeway_seconds"])),
                 ) if att else None,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RuleError) as exc:
             raise ConfigError(f"{source}: invalid hook settings ({type(exc).__name__}: {exc}); "
                               "re-run 'trustport radius render'") from exc
 

@@ -54,6 +54,41 @@ def config_check(file: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@click.group("policy")
+def policy_group() -> None:
+    """Segment policy."""
+
+
+@policy_group.command("check")
+@click.argument("file", type=click.Path(path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True)
+@_cli_config
+def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
+    """Validate a policy file (segments, sites, rules), or the policy in the config; exit 1 on problems."""
+    from trustport.config import check_policy_file
+
+    if file is not None:
+        rules, problems = check_policy_file(file)
+    else:
+        config, problems = check_config(config_file)
+        rules = config.segment_rules() if config is not None and not problems else None
+    if as_json:
+        _cli().emit_json({"ok": not problems, "problems": [{"location": p.location, "message": p.message}
+                                                           for p in problems],
+                          "rules": [r.name for r in rules.rules] if rules else []})
+    elif problems:
+        for problem in problems:
+            click.echo(str(problem))
+    else:
+        assert rules is not None
+        click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s)")
+        click.echo(_cli().table(("#", "rule", "match", "then"), [
+            (i + 1, r.name, "; ".join(f"{c.field}={'|'.join(c.patterns)}" for c in r.conditions),
+             "reject" if r.reject else f"segment {r.segment}") for i, r in enumerate(rules.rules)]))
+    if problems:
+        sys.exit(1)
+
+
 @click.group("radius")
 def radius_group() -> None:
     """FreeRADIUS configuration."""
@@ -143,8 +178,8 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
     facts = facts_from_certificate(cert)
     standing = _standing_from_file(attestation_file, config, facts, now) if attestation_file else None
-    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing)
     context = NetworkContext(nas_ip=nas_ip, nas_port=nas_port)
+    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing, context=context)
     decision = result.decision
     if as_json:
         _cli().emit_json({"device": {"issuer": facts.issuer, "serial_number": facts.device_serial,
@@ -167,7 +202,9 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
                             [(c.name, marks[c.ok], c.detail) for c in result.verdict.checks]))
     click.echo("")
     vlan = f" VLAN {decision.vlan} ({decision.segment})" if decision.vlan is not None else ""
-    click.echo(f"decision: {decision.outcome.value.upper()}{vlan}")
+    click.echo(f"decision: {decision.outcome.value.upper()}{vlan}"
+               + (f" Filter-Id {decision.filter_id}" if decision.filter_id else ""))
+    click.echo(f"rule:     {decision.rule or '(none matched: lifecycle default)'}")
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
 
@@ -350,7 +387,7 @@ def lab_command(workdir: Path | None) -> None:
 def register(cli: click.Group) -> None:
     from trustport.cli_attest import api_group, attest_group
 
-    for command in (config_group, radius_group, decide_command, devices_group, lab_command, attest_group, api_group):
+    for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command, attest_group, api_group):
         cli.add_command(command)
 
 

@@ -22,6 +22,8 @@ from policy.certificates import RevocationPolicy
 from policy.decide import AttestationRules, SegmentRules
 from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
+from policy.policy_doc import build_segment_rules, check_segments
+from policy.rules import RuleError
 from radius_hooks.attestation_gate import AttestationSettings
 from radius_hooks.settings import AnchorFile, HookSettings
 
@@ -149,6 +151,7 @@ class PolicySettings(_Model):
     quarantine_segment: str = "quarantine"
     default_segment: str | None = None
     onboarding_segment: str | None = None
+    rules: list[dict[str, Any]] = Field(default_factory=list)  # see policy/policy_doc.py and docs/policy.md
 
 
 class DatabaseSettings(_Model):
@@ -208,8 +211,10 @@ class TrustportConfig(_Model):
     radius: RadiusSettings
     trust_anchors: list[TrustAnchorSettings] = Field(min_length=1)
     revocation: RevocationSettings = RevocationSettings()
-    segments: dict[str, int]
+    segments: dict[str, int | dict[str, Any]]
+    sites: dict[str, list[str]] = Field(default_factory=dict)
     policy: PolicySettings = PolicySettings()
+    policy_file: Path | None = None
     database: DatabaseSettings = DatabaseSettings()
     attestation: AttestationConfig | None = None
     api: ApiSettings | None = None
@@ -217,23 +222,19 @@ class TrustportConfig(_Model):
 
     @field_validator("segments")
     @classmethod
-    def _segments(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, vlan in value.items():
-            if not 1 <= vlan <= 4094:
-                raise ValueError(f"segment {name!r}: VLAN {vlan} is outside 1-4094")
+    def _segments(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_segments(value)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @model_validator(mode="after")
     def _references(self) -> TrustportConfig:
-        for field_name in ("quarantine_segment", "default_segment", "onboarding_segment"):
-            name = getattr(self.policy, field_name)
-            if name is not None and name not in self.segments:
-                raise ValueError(f"policy.{field_name} names segment {name!r}, which is not in segments")
-        if self.attestation is not None:
-            for field_name in ("warning_segment", "missing_ldevid_segment", "missing_idevid_segment"):
-                name = getattr(self.attestation, field_name)
-                if name is not None and name not in self.segments:
-                    raise ValueError(f"attestation.{field_name} names segment {name!r}, which is not in segments")
+        try:
+            self.segment_rules()
+        except RuleError as exc:
+            raise ValueError(str(exc)) from exc
         names = [a.name for a in self.trust_anchors]
         if len(names) != len(set(names)):
             raise ValueError("trust anchor names must be unique")
@@ -253,6 +254,20 @@ class TrustportConfig(_Model):
             url = make_url(url).set(password=self.database.password.reveal()).render_as_string(hide_password=False)
         return url
 
+    def attestation_rules(self) -> AttestationRules | None:
+        att = self.attestation
+        if att is None:
+            return None
+        return AttestationRules(att.warning_segment, att.missing_ldevid_segment,
+                                att.missing_idevid_segment or self.policy.quarantine_segment)
+
+    def policy_document(self) -> dict[str, Any]:
+        return {"segments": self.segments, "sites": self.sites, "policy": self.policy.model_dump()}
+
+    def segment_rules(self) -> SegmentRules:
+        doc = self.policy_document()
+        return build_segment_rules(doc["segments"], doc["sites"], doc["policy"], self.attestation_rules())
+
     def hook_settings(self) -> HookSettings:
         att = self.attestation
         return HookSettings(
@@ -260,12 +275,8 @@ class TrustportConfig(_Model):
             crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
             crl_refresh_seconds=self.revocation.refresh_seconds,
             revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
-            rules=SegmentRules(
-                segments=dict(self.segments), **self.policy.model_dump(),
-                attestation=None if att is None else AttestationRules(
-                    att.warning_segment, att.missing_ldevid_segment,
-                    att.missing_idevid_segment or self.policy.quarantine_segment),
-            ),
+            rules=self.segment_rules(),
+            policy_document=self.policy_document(),
             database_url=self.database_url(),
             attestation=None if att is None else AttestationSettings(
                 verifier_keys=tuple((k.name, self.path(k.file)) for k in att.verifier_keys),
@@ -317,6 +328,15 @@ def _locate(file: Path, loc: tuple[str | int, ...], lines: dict[tuple[str | int,
     return f"{file}: {dotted}"
 
 
+def _error_loc(error: Any) -> tuple[str | int, ...]:
+    """Pydantic's location, or for a policy error raised by the model validator, the policy element's."""
+    loc = tuple(error["loc"])
+    cause = getattr(error.get("ctx", {}).get("error"), "__cause__", None)
+    if not loc and isinstance(cause, RuleError):
+        return cause.path
+    return loc
+
+
 def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
     """Checks that need the file system: referenced files exist and parse."""
     from policy.x509facts import load_pem_certificates
@@ -351,6 +371,29 @@ def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
                                                       "does not exist")
 
 
+POLICY_FILE_KEYS = ("segments", "sites", "policy")
+
+
+def _include_policy(file: Path, data: dict[str, Any]) -> tuple[dict[str, Any], Problem | None]:
+    """Take segments/sites/policy from the separate policy file named by ``policy_file``."""
+    path = Path(str(data["policy_file"]))
+    path = path if path.is_absolute() else file.resolve().parent / path
+    clash = [k for k in POLICY_FILE_KEYS if k in data]
+    if clash:
+        return data, Problem(f"{file}: policy_file", f"{', '.join(clash)} must be in {path} only, not in both files")
+    try:
+        included = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return data, Problem(f"{file}: policy_file", f"cannot read {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        return data, Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
+    if not isinstance(included, dict) or set(included) - set(POLICY_FILE_KEYS):
+        return data, Problem(str(path), f"a policy file holds only {', '.join(POLICY_FILE_KEYS)}")
+    return {**data, **included}, None
+
+
 def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConfig | None, list[Problem]]:
     """Parse and validate; returns the config (if it validated) and every problem found."""
     try:
@@ -371,17 +414,48 @@ def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConf
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
         _line_index(node, (), lines)
+    if data.get("policy_file") is not None:
+        merged, problem = _include_policy(file, data)
+        if problem is not None:
+            return None, [problem]
+        data = merged
     base = file.resolve().parent
     _BASE.set(base)
     try:
         config = TrustportConfig.model_validate({**data, "base_dir": base})
     except ValidationError as exc:
-        problems = [Problem(_locate(file, tuple(e["loc"]), lines), e["msg"]) for e in exc.errors()]
+        problems = [Problem(_locate(file, _error_loc(e), lines), e["msg"]) for e in exc.errors()]
         return None, problems
     finally:
         _BASE.set(Path())
     problems = list(_file_problems(config, file)) if check_files else []
     return config, problems
+
+
+def check_policy_file(file: Path) -> tuple[SegmentRules | None, list[Problem]]:
+    """A standalone policy file (segments, sites, policy): built, or every problem with its line."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(file), f"cannot read: {exc}")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        return None, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    if not isinstance(data, dict) or set(data) - set(POLICY_FILE_KEYS) or "segments" not in data:
+        return None, [Problem(str(file), f"a policy file is a mapping with segments (and sites, policy); "
+                                         f"allowed keys: {', '.join(POLICY_FILE_KEYS)}")]
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _line_index(node, (), lines)
+    try:
+        return build_segment_rules(data["segments"] or {}, data.get("sites") or {}, data.get("policy") or {}), []
+    except RuleError as exc:
+        return None, [Problem(_locate(file, exc.path, lines), str(exc))]
+    except (TypeError, AttributeError) as exc:
+        return None, [Problem(str(file), f"malformed policy: {exc}")]
 
 
 def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:

@@ -171,3 +171,12 @@ def test_detach(hook: tuple[Hook, FakeRadiusd]) -> None:
 def test_clock_is_utc() -> None:
     assert Hook(FakeRadiusd()).clock().tzinfo is UTC
     assert isinstance(Hook(FakeRadiusd()).clock(), datetime)
+
+
+def test_reply_carries_filter_id_when_the_policy_names_one() -> None:
+    from policy.model import Decision
+    from radius_hooks.hook import vlan_reply
+
+    pairs = vlan_reply(Decision(Outcome.ACCEPT, 40, "cameras", ("r",), filter_id="CAMERA-ACL"))
+    assert ("Filter-Id", ":=", "CAMERA-ACL") in pairs
+    assert vlan_reply(Decision(Outcome.REJECT, None, None, ("r",))) == ()
