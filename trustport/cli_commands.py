@@ -387,7 +387,8 @@ def lab_command(workdir: Path | None) -> None:
 def register(cli: click.Group) -> None:
     from trustport.cli_attest import api_group, attest_group
 
-    for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command, attest_group, api_group):
+    for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
+                    attest_group, api_group):
         cli.add_command(command)
 
 
