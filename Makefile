@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv openssl freeradius freeradius-python3 freeradius-utils eapoltest \
-                postgresql snmpd snmp
+                postgresql snmpd snmp hostapd wpasupplicant iproute2
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint pytest system-deps venv bench clean

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Row
 
 from policy.attestation import StoredAttestation, Tier
 from policy.errors import StoreError
-from policy.store_sql import SqlDeviceStore, attestation_nonces, attestation_results, reevaluations
+from policy.sql_schema import attestation_nonces, attestation_results, reevaluations
+from policy.store_sql import SqlDeviceStore
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
+from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.pool import StaticPool
 
 from policy.errors import DeviceExists, DeviceNotFound, StoreError
@@ -36,130 +36,18 @@ from policy.model import (
     NetworkContext,
     Outcome,
 )
+from policy.sql_schema import (
+    UtcDateTime,
+    decision_log,
+    devices,
+    metadata,
+    schema_version,
+)
 
 SCHEMA_VERSION: Final = 1
 _SCHEMA_LOCK_KEY: Final = 0x7472_7573_7470  # PostgreSQL advisory lock id for schema creation ("trustp")
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_ALIASES: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
-
-
-class UtcDateTime(sa.types.TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend.
-
-    SQLite has no time zone type: values are stored as naive UTC text and made aware again when read.
-    PostgreSQL stores ``timestamptz``; values are normalised to UTC whatever the session time zone is.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: pass timezone-aware UTC datetimes")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied_at", UtcDateTime, nullable=True),
-)
-
-devices = sa.Table(
-    "devices",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("issuer", sa.Text, nullable=False),
-    sa.Column("serial_number", sa.Text, nullable=False),
-    sa.Column("state", sa.String(32), nullable=False, index=True),
-    sa.Column("segment", sa.Text),
-    sa.Column("owner", sa.Text),
-    sa.Column("device_class", sa.Text),
-    sa.Column("notes", sa.Text),
-    sa.Column("cert_kind", sa.String(16)),
-    sa.Column("cert_serial", sa.Text),
-    sa.Column("fingerprint_sha256", sa.String(64), index=True),
-    sa.Column("spki_sha256", sa.String(64), index=True),
-    sa.Column("mud_url", sa.Text),
-    sa.Column("first_seen", UtcDateTime),
-    sa.Column("last_seen", UtcDateTime),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("issuer", "serial_number", name="uq_devices_issuer_serial"),
-)
-
-decision_log = sa.Table(
-    "decision_log",
-    metadata,
-    # BIGINT on PostgreSQL (the log only grows); SQLite needs INTEGER for an auto-incrementing rowid alias.
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("time", UtcDateTime, nullable=False),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL"), nullable=True),
-    sa.Column("device", sa.Text, nullable=False),
-    sa.Column("nas_ip", sa.Text),
-    sa.Column("nas_identifier", sa.Text),
-    sa.Column("nas_port", sa.Text),
-    sa.Column("calling_station_id", sa.Text),
-    sa.Column("user_name", sa.Text),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("vlan", sa.Integer),
-    sa.Column("segment", sa.Text),
-    sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
-    sa.Index("ix_decision_log_time", "time"),
-    sa.Index("ix_decision_log_device_time", "device_id", "time"),
-)
-
-
-attestation_results = sa.Table(
-    "attestation_results",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("received_at", UtcDateTime, nullable=False),
-    sa.Column("token", sa.Text, nullable=False),
-    sa.Column("token_sha256", sa.String(64), nullable=False, index=True),
-    sa.Column("accepted", sa.Boolean, nullable=False),
-    sa.Column("status", sa.Integer),  # policy.attestation.Tier value, NULL when the token was refused
-    sa.Column("issued_at", UtcDateTime),
-    sa.Column("expires_at", UtcDateTime),  # min(exp, iat + max age)
-    sa.Column("binding", sa.String(16)),  # akpub | nonce | cnf
-    sa.Column("bound_cert_serial", sa.Text),  # the certificate the binding was established against
-    sa.Column("vector", sa.Text, nullable=False),  # JSON {submod: {claim: level}}
-    sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
-    sa.Index("ix_attestation_device_received", "device_id", "received_at"),
-)
-
-attestation_nonces = sa.Table(
-    "attestation_nonces",
-    metadata,
-    sa.Column("nonce", sa.String(128), primary_key=True),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("issued_at", UtcDateTime, nullable=False),
-    sa.Column("expires_at", UtcDateTime, nullable=False),
-)
-
-reevaluations = sa.Table(
-    "reevaluations",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("done_at", UtcDateTime),
-)
 
 
 def normalize_fingerprint(fingerprint: str) -> str:

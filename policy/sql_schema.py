@@ -1,0 +1,207 @@
+"""The registry database schema (SQLAlchemy Core): one ``metadata`` for every table trustport keeps.
+
+The device store and its companions (attestation results, lifecycle audit, sessions, enforcement jobs) all
+create their tables from this metadata on first use, so one ``create_all`` makes the whole schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+LOG_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # BIGINT on PostgreSQL; SQLite needs INTEGER rowid
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC text and made aware again when read.
+    PostgreSQL stores ``timestamptz``; values are normalised to UTC whatever the session time zone is.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass timezone-aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", UtcDateTime, nullable=True),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issuer", sa.Text, nullable=False),
+    sa.Column("serial_number", sa.Text, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("segment", sa.Text),
+    sa.Column("owner", sa.Text),
+    sa.Column("device_class", sa.Text),
+    sa.Column("notes", sa.Text),
+    sa.Column("cert_kind", sa.String(16)),
+    sa.Column("cert_serial", sa.Text),
+    sa.Column("fingerprint_sha256", sa.String(64), index=True),
+    sa.Column("spki_sha256", sa.String(64), index=True),
+    sa.Column("mud_url", sa.Text),
+    sa.Column("first_seen", UtcDateTime),
+    sa.Column("last_seen", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("issuer", "serial_number", name="uq_devices_issuer_serial"),
+)
+
+decision_log = sa.Table(
+    "decision_log",
+    metadata,
+    # BIGINT on PostgreSQL (the log only grows); SQLite needs INTEGER for an auto-incrementing rowid alias.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("nas_ip", sa.Text),
+    sa.Column("nas_identifier", sa.Text),
+    sa.Column("nas_port", sa.Text),
+    sa.Column("calling_station_id", sa.Text),
+    sa.Column("user_name", sa.Text),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("vlan", sa.Integer),
+    sa.Column("segment", sa.Text),
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
+    sa.Index("ix_decision_log_time", "time"),
+    sa.Index("ix_decision_log_device_time", "device_id", "time"),
+)
+
+
+attestation_results = sa.Table(
+    "attestation_results",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("token", sa.Text, nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("accepted", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer),  # policy.attestation.Tier value, NULL when the token was refused
+    sa.Column("issued_at", UtcDateTime),
+    sa.Column("expires_at", UtcDateTime),  # min(exp, iat + max age)
+    sa.Column("binding", sa.String(16)),  # akpub | nonce | cnf
+    sa.Column("bound_cert_serial", sa.Text),  # the certificate the binding was established against
+    sa.Column("vector", sa.Text, nullable=False),  # JSON {submod: {claim: level}}
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
+    sa.Index("ix_attestation_device_received", "device_id", "received_at"),
+)
+
+attestation_nonces = sa.Table(
+    "attestation_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(128), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+reevaluations = sa.Table(
+    "reevaluations",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("done_at", UtcDateTime),
+)
+
+lifecycle_events = sa.Table(
+    "lifecycle_events",
+    metadata,
+    sa.Column("id", LOG_ID, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(32), nullable=False),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_lifecycle_device_time", "device_id", "time"),
+)
+
+denied_certificates = sa.Table(
+    "denied_certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issuer", sa.Text, nullable=False),
+    sa.Column("cert_serial", sa.Text, nullable=False),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL")),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.UniqueConstraint("issuer", "cert_serial", name="uq_denied_issuer_serial"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL")),
+    sa.Column("nas_ip", sa.Text),
+    sa.Column("nas_identifier", sa.Text),
+    sa.Column("nas_port", sa.Text),
+    sa.Column("calling_station_id", sa.Text, nullable=False),
+    sa.Column("acct_session_id", sa.Text),
+    sa.Column("user_name", sa.Text),
+    sa.Column("vlan", sa.Integer),
+    sa.Column("segment", sa.Text),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("stopped_at", UtcDateTime),
+    sa.Index("ix_sessions_mac_nas", "calling_station_id", "nas_ip", "nas_identifier"),
+    sa.Index("ix_sessions_device_active", "device_id", "active"),
+)
+
+enforcement_jobs = sa.Table(
+    "enforcement_jobs",
+    metadata,
+    sa.Column("id", LOG_ID, primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL")),
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id", ondelete="SET NULL")),
+    sa.Column("target", sa.Text, nullable=False),  # the switch/NAS the job talks to (inventory name)
+    sa.Column("lock_key", sa.Text, nullable=False),  # one job at a time per switch
+    sa.Column("plan", sa.Text, nullable=False),  # JSON: the steps, in order (see policy.enforcement)
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("dedupe_key", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", UtcDateTime, nullable=False),
+    sa.Column("lease_until", UtcDateTime),
+    sa.Column("worker", sa.Text),
+    sa.Column("step", sa.Integer, nullable=False),  # steps already completed (resume point after a crash)
+    sa.Column("log", sa.Text, nullable=False),  # JSON list of {time, step, message}
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_jobs_state_not_before", "state", "not_before"),
+    sa.Index("ix_jobs_lock", "lock_key", "state"),
+    sa.Index("ix_jobs_dedupe", "dedupe_key", "state"),
+)
