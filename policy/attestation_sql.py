@@ -93,6 +93,10 @@ class SqlAttestationStore:
         with self.store.transaction("recording a re-evaluation request") as conn:
             conn.execute(reevaluations.insert().values(device_id=device_id, created_at=now, reason=reason))
 
+    def mark_reevaluated(self, request_id: int, now: datetime) -> None:
+        with self.store.transaction("closing a re-evaluation request") as conn:
+            conn.execute(reevaluations.update().where(reevaluations.c.id == request_id).values(done_at=now))
+
     def pending_reevaluations(self) -> Sequence[Reevaluation]:
         query = sa.select(reevaluations).where(reevaluations.c.done_at.is_(None)).order_by(reevaluations.c.id)
         with self.store.transaction("reading re-evaluation requests") as conn:

@@ -26,6 +26,7 @@ from policy.model import (
     NetworkContext,
     Outcome,
 )
+from policy.mud import MudHint
 from policy.rules import DeviceView, Rule, first_match, resolve_site
 from policy.x509facts import parse_oneline_dn
 
@@ -87,7 +88,7 @@ class _Placement:
 
 def device_view(facts: CertificateFacts | None, verdict: CertificateVerdict, device: DeviceRecord | None,
                 attestation: AttestationStanding | None, context: NetworkContext | None,
-                site: str | None) -> DeviceView:
+                site: str | None, mud: MudHint | None = None) -> DeviceView:
     """What the rules can match on, as strings."""
     issuer = facts.issuer if facts is not None else (device.key.issuer if device is not None else None)
     kind = verdict.kind or (device.cert_kind if device is not None else None)
@@ -97,6 +98,7 @@ def device_view(facts: CertificateFacts | None, verdict: CertificateVerdict, dev
             "manufacturer": parse_oneline_dn(issuer).get("O") if issuer else None,
             "cert_kind": kind.value if kind is not None else None,
             "mud_url": (facts.mud_url if facts is not None else None) or (device.mud_url if device else None),
+            "mud_class": mud.classification.value if mud is not None else None,
             "device_class": device.device_class if device is not None else None,
             "owner": device.owner if device is not None else None,
             "attestation": attestation.label if attestation is not None else "missing",
@@ -157,7 +159,7 @@ def _attestation(placement: _Placement, device: DeviceRecord, verdict: Certifica
 
 def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: SegmentRules,
            attestation: AttestationStanding | None = None, *, facts: CertificateFacts | None = None,
-           context: NetworkContext | None = None) -> Decision:
+           context: NetworkContext | None = None, mud: MudHint | None = None) -> Decision:
     cert = verdict.reasons()
     if not verdict.valid:
         return Decision(Outcome.REJECT, None, None, cert)
@@ -167,7 +169,7 @@ def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: Segm
     if device is not None and device.state is LifecycleState.QUARANTINED:
         placement = _Placement(rules.quarantine_segment, (*cert, f"device {device.id} is quarantined"))
     else:
-        rule = first_match(rules.rules, device_view(facts, verdict, device, attestation, context, site))
+        rule = first_match(rules.rules, device_view(facts, verdict, device, attestation, context, site, mud))
         if rule is None:
             placement = _lifecycle_default(device, verdict, rules, cert)
         else:
@@ -177,10 +179,10 @@ def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: Segm
                                    register_pending=device is None, rule=rule)
         if device is not None:
             placement = _attestation(placement, device, verdict, attestation, rules)
-    return _finish(placement, rules, site)
+    return _finish(placement, rules, site, mud)
 
 
-def _finish(placement: _Placement, rules: SegmentRules, site: str | None) -> Decision:
+def _finish(placement: _Placement, rules: SegmentRules, site: str | None, mud: MudHint | None = None) -> Decision:
     rule_name = placement.rule.name if placement.rule is not None else None
     if placement.segment is None:
         return Decision(Outcome.REJECT, None, None, placement.reasons, rule=rule_name)
@@ -189,6 +191,10 @@ def _finish(placement: _Placement, rules: SegmentRules, site: str | None) -> Dec
     filter_id = rules.filters.get(segment)
     if placement.rule is not None and placement.rule.filter_id and placement.segment == placement.rule.segment:
         filter_id = placement.rule.filter_id
-    reasons = placement.reasons + ((f"site {site}",) if site is not None and segment in rules.site_vlans else ())
+    reasons = placement.reasons
+    if filter_id is None and mud is not None and mud.filter_id and outcome is Outcome.ACCEPT:
+        filter_id = mud.filter_id  # the device's MUD ACL, when the segment names none of its own
+        reasons = (*reasons, f"MUD {mud.classification.value}: ACL {mud.filter_id} from {mud.mud_url}")
+    reasons = reasons + ((f"site {site}",) if site is not None and segment in rules.site_vlans else ())
     return Decision(outcome, rules.vlan(segment, site), segment, reasons, placement.register_pending,
                     rule=rule_name, filter_id=filter_id)

@@ -20,6 +20,7 @@ class Action:
     target: LifecycleState
     allowed_from: frozenset[LifecycleState]
     help: str
+    deny_certificate: bool = False  # also put the device's certificate on the local deny list
 
 
 ACTIONS: dict[str, Action] = {
@@ -33,6 +34,13 @@ ACTIONS: dict[str, Action] = {
                "Release a quarantined device back to operational."),
         Action("decommission", S.DECOMMISSIONED, frozenset({S.PENDING, S.ONBOARDING, S.OPERATIONAL, S.QUARANTINED}),
                "Decommission a device: it is rejected from now on."),
+        Action("revoke", S.DECOMMISSIONED, frozenset({S.PENDING, S.ONBOARDING, S.OPERATIONAL, S.QUARANTINED}),
+               "Revoke a device: decommissioned, and its certificate goes on the local deny list.",
+               deny_certificate=True),
+        Action("onboard", S.ONBOARDING, frozenset({S.PENDING}),
+               "Start onboarding a pending device (it gets the onboarding segment, e.g. to enrol an LDevID)."),
+        Action("reonboard", S.ONBOARDING, frozenset({S.OPERATIONAL, S.QUARANTINED, S.DECOMMISSIONED}),
+               "Re-onboard a device (new credentials, new owner or network); a revoked certificate stays denied."),
     )
 }
 

@@ -4,6 +4,7 @@ A rule's ``match`` is a mapping of field -> pattern(s); every field must match (
 match (OR). Patterns are shell globs, case-insensitive; ``nas_ip`` also takes CIDR networks. Fields:
 
     issuer, manufacturer (issuer O=), cert_kind (idevid|ldevid), subject.<ATTR> (e.g. subject.CN), mud_url,
+    mud_class (internet-only|local-only|same-manufacturer|controller|mixed|isolated, from the MUD profile),
     device_class, owner, attestation (affirming|warning|contraindicated|none|missing), state (unknown|pending|
     onboarding|operational), nas_ip, nas_identifier, site
 
@@ -17,8 +18,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-FIELDS = frozenset({"issuer", "manufacturer", "cert_kind", "mud_url", "device_class", "owner", "attestation",
-                    "state", "nas_ip", "nas_identifier", "site"})
+FIELDS = frozenset({"issuer", "manufacturer", "cert_kind", "mud_url", "mud_class", "device_class", "owner",
+                    "attestation", "state", "nas_ip", "nas_identifier", "site"})
 SUBJECT_PREFIX = "subject."
 MAX_PATTERN = 256
 

@@ -30,5 +30,9 @@ def post_auth(p: Any) -> int:
     return _hook.post_auth(p)
 
 
+def accounting(p: Any) -> int:
+    return _hook.accounting(p)
+
+
 def detach(p: Any) -> int:
     return _hook.detach(p)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policy.model import Decision, NetworkContext, Outcome
+from policy.sessions_sql import ACCT_KINDS
 from radius_hooks.attributes import RequestError, facts_from_pairs, network_context, request_pairs
 from radius_hooks.service import Authorizer, device_label
 from radius_hooks.settings import HookSettings
@@ -64,6 +65,8 @@ class Hook:
         self.authorizer: Authorizer | None = None
         self.startup_error: str | None = None
         self._decided: dict[tuple[str, str], float] = {}  # (cert serial, MAC) -> monotonic time of our reject
+        # (cert serial, MAC) -> (monotonic time, device id, decision) of our accept, for post_auth's session record
+        self._accepted: dict[tuple[str, str], tuple[float, int | None, Decision]] = {}
 
     def log(self, level: int, message: str) -> None:
         with contextlib.suppress(Exception):  # logging must never break authentication
@@ -121,6 +124,10 @@ class Hook:
         if decision.outcome is Outcome.REJECT:
             self._remember_reject(facts.cert_serial, context)
             return self.radiusd.RLM_MODULE_REJECT
+        now_m = time.monotonic()
+        self._accepted = {k: v for k, v in self._accepted.items() if now_m - v[0] < DEDUP_SECONDS}
+        self._accepted[(facts.cert_serial, context.calling_station_id or "")] = (
+            now_m, result.device.id if result.device else None, decision)
         return self.radiusd.RLM_MODULE_UPDATED, {"reply": vlan_reply(decision)}
 
     def _remember_reject(self, serial: str, context: NetworkContext) -> None:
@@ -132,6 +139,7 @@ class Hook:
         """Never authorizes. In Post-Auth-Type REJECT, logs a reject that our policy did not take (TLS failure)."""
         try:
             if not self._is_reject(p):
+                self._record_session(p)
                 return self.radiusd.RLM_MODULE_NOOP
             pairs = request_pairs(p)
             context = network_context(pairs)
@@ -151,6 +159,39 @@ class Hook:
         except Exception as exc:
             self.log(self.radiusd.L_ERR, f"post_auth logging failed: {type(exc).__name__}: {exc}")
         return self.radiusd.RLM_MODULE_NOOP
+
+    def _record_session(self, p: Any) -> None:
+        """Accept: remember where the device is connected (NAS, port, MAC), for later enforcement."""
+        if self.authorizer is None or self.authorizer.sessions is None:
+            return
+        pairs = request_pairs(p)
+        context = network_context(pairs)
+        serial = (pairs.first("TLS-Client-Cert-Serial") or "").lower().lstrip("0")
+        accepted = self._accepted.pop((serial, context.calling_station_id or ""), None)
+        if accepted is None:
+            return  # not an authentication this process decided (nothing verified to record)
+        _, device_id, decision = accepted
+        self.authorizer.sessions.authenticated(device_id, context, decision.vlan, decision.segment, self.clock(),
+                                               pairs.first("Acct-Session-Id"))
+
+    def accounting(self, p: Any) -> int:
+        """RADIUS accounting (Start/Interim-Update/Stop/On/Off) keeps the session table current.
+        A failure to record returns fail, so the NAS retransmits instead of the record being lost."""
+        try:
+            if self.authorizer is None or self.authorizer.sessions is None:
+                return self.radiusd.RLM_MODULE_FAIL
+            pairs = request_pairs(p)
+            kind = pairs.first("Acct-Status-Type") or ""
+            if kind not in ACCT_KINDS:
+                self.log(self.radiusd.L_WARN, f"accounting: ignoring Acct-Status-Type {kind[:40]!r}")
+                return self.radiusd.RLM_MODULE_OK
+            acct_id = pairs.first("Acct-Session-Id")
+            self.authorizer.sessions.accounting(kind, network_context(pairs), acct_id[:253] if acct_id else None,
+                                                self.clock())
+            return self.radiusd.RLM_MODULE_OK
+        except Exception as exc:
+            self.log(self.radiusd.L_ERR, f"accounting not recorded (NAS will retransmit): {type(exc).__name__}: {exc}")
+            return self.radiusd.RLM_MODULE_FAIL
 
     @staticmethod
     def _is_reject(p: Any) -> bool:

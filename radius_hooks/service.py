@@ -22,6 +22,7 @@ from policy.model import (
     NetworkContext,
     Outcome,
 )
+from policy.sessions_sql import SqlSessionStore
 from policy.store import DeviceStore
 from radius_hooks.attestation_gate import AttestationGate
 from radius_hooks.settings import HookSettings
@@ -49,16 +50,21 @@ def device_label(facts: CertificateFacts) -> str:
 class Authorizer:
     def __init__(self, settings: HookSettings, store: DeviceStore, trust: TrustMaterial,
                  attestation: AttestationGate | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 deny_list: Callable[[str, str], str | None] | None = None,
+                 sessions: SqlSessionStore | None = None) -> None:
         self.settings = settings
         self.store = store
         self.trust = trust
         self.attestation = attestation
         self._monotonic = monotonic
+        self.deny_list = deny_list
+        self.sessions = sessions
 
     @classmethod
     def from_settings(cls, settings: HookSettings) -> Authorizer:
         from policy.attestation_sql import SqlAttestationStore
+        from policy.lifecycle_sql import SqlLifecycleStore
         from policy.store_sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
 
         trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
@@ -66,12 +72,17 @@ class Authorizer:
         gate = None
         if settings.attestation is not None and settings.rules.attestation is not None:
             gate = AttestationGate(settings.attestation, SqlAttestationStore(store))
-        return cls(settings, store, trust, gate)
+        return cls(settings, store, trust, gate, deny_list=SqlLifecycleStore(store).denied,
+                   sessions=SqlSessionStore(store))
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
                  attestation: AttestationStanding | None = None, context: NetworkContext | None = None) -> AuthResult:
         """Decide without writing anything (``trustport decide``); ``attestation`` overrides the stored one."""
         self.trust.refresh(self._monotonic())
+        if self.deny_list is not None:
+            denied = self.deny_list(facts.issuer, facts.cert_serial)
+            extra_checks += (Check("deny-list", False, f"certificate {denied}") if denied
+                             else Check("deny-list", True, "not on the local deny list"),)
         verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
                                        self.settings.revocation, extra_checks)
         key = device_key(facts)

@@ -10,7 +10,8 @@ import click
 from cryptography import x509
 
 from policy.errors import CertificateError, DeviceNotFound, TrustportError
-from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
+from policy.lifecycle import ACTIONS, Action
+from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
 from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate, load_pem_certificates
@@ -269,10 +270,11 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
     try:
         record = _resolve(store, device)
         log = store.decisions(record.id, limit=limit)
+        events = SqlLifecycleStore(store).events(record.id, limit=limit)
     finally:
         store.close()
     if as_json:
-        _cli().emit_json({"device": record, "decisions": list(log)})
+        _cli().emit_json({"device": record, "decisions": list(log), "lifecycle": list(events)})
         return
     for label, value in (("id", record.id), ("serial", record.key.serial_number), ("issuer", record.key.issuer),
                          ("state", record.state.value), ("segment", record.segment), ("owner", record.owner),
@@ -280,6 +282,10 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
                          ("fingerprint", record.fingerprint_sha256), ("MUD URL", record.mud_url),
                          ("first seen", record.first_seen), ("last seen", record.last_seen)):
         click.echo(f"{label:<12} {value if value is not None else '-'}")
+    click.echo("\nlifecycle (newest first):")
+    click.echo(_cli().table(("time", "action", "from", "to", "actor", "reason"), [
+        (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.action, e.from_state, e.to_state, e.actor, e.reason or "")
+        for e in events]))
     click.echo("\ndecision log (newest first):")
     click.echo(_cli().table(("time", "outcome", "vlan", "nas", "port", "mac", "reasons"), [
         (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.outcome.value, e.vlan, e.context.nas_ip, e.context.nas_port,
@@ -333,34 +339,73 @@ def _subjects(path: Path) -> set[str]:
     return {oneline_dn(c.subject) for c in load_pem_certificates(path.read_bytes(), str(path))}
 
 
+def _actor() -> str:
+    import getpass
+    import os
+
+    return os.environ.get("SUDO_USER") or getpass.getuser() or "cli"
+
+
 def _transition(action: Action) -> None:
-    @devices_group.command(action.name, help=action.help)
-    @click.argument("device")
-    @click.option("--segment", help="segment to place the device in")
-    @click.option("--reason", help="recorded in the device notes")
+    @devices_group.command(action.name, help=action.help + " DEVICES are ids or serial numbers.")
+    @click.argument("devices", nargs=-1, required=True)
+    @click.option("--segment", help="segment to place the device(s) in")
+    @click.option("--reason", help="why (recorded in the audit log and the device notes)")
+    @click.option("--actor", default=_actor, show_default="the invoking user", help="who (audit log)")
     @click.option("--json", "as_json", is_flag=True)
     @_cli_config
-    def command(device: str, segment: str | None, reason: str | None, as_json: bool, config_file: Path) -> None:
+    def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
+                config_file: Path) -> None:
+        from trustport.lifecycle import LifecycleService
+
         config = load_config(config_file, check_files=False)
-        if segment is not None and segment not in config.segments:
-            raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(config.segments)}")
         store = SqlDeviceStore(config.database_url())
+        results, errors = [], []
         try:
-            record = _resolve(store, device)
-            try:
-                target = apply_action(action.name, record.state)
-            except TransitionRefused as exc:
-                raise TransitionRefused(f"device #{record.id}: {exc}") from exc
-            line = f"{action.name}: {reason}" if reason else None
-            notes = f"{record.notes}\n{line}" if line and record.notes else line
-            updated = store.update_device(record.id, state=target, segment=segment, notes=notes)
+            service = LifecycleService(config, store)
+            records = [_resolve(store, ref) for ref in devices]
+            with click.progressbar(records, label=f"{action.name} {len(records)} devices", file=sys.stderr,
+                                   show_pos=True) if len(records) > 1 and not as_json else _nullbar(records) as bar:
+                for record in bar:
+                    try:
+                        results.append(service.act(record, action.name, actor=actor, reason=reason,
+                                                   now=_cli().now_utc(), segment=segment))
+                    except TrustportError as exc:
+                        errors.append(str(exc))
         finally:
             store.close()
         if as_json:
-            _cli().emit_json(updated)
+            _cli().emit_json({"changed": [{"device": r.after, "from": r.before.state, "denied": r.denied,
+                                           "jobs": [q.job.id for q in r.queued if q.job is not None]}
+                                          for r in results], "errors": errors})
         else:
-            click.echo(f"device #{updated.id} {updated.key.serial_number}: {record.state.value} -> "
-                       f"{updated.state.value}" + (f" (segment {updated.segment})" if updated.segment else ""))
+            for r in results:
+                click.echo(f"device #{r.after.id} {r.after.key.serial_number}: {r.before.state.value} -> "
+                           f"{r.after.state.value}" + (f" (segment {r.after.segment})" if segment else "")
+                           + (" — certificate added to the deny list" if r.denied else ""))
+                for q in r.queued:
+                    where = f"session {q.session.id} on {q.session.nas_ip or q.session.nas_identifier}"
+                    if q.job is None:
+                        click.echo(f"  {where}: nothing queued ({q.problem})")
+                    else:
+                        plan = ", ".join(f"{s.kind.value} {s.target}" for s in q.job.plan.steps)
+                        click.echo(f"  {where}: job #{q.job.id} queued -> VLAN {q.decision.vlan} via {plan}"
+                                   + ("" if q.created else " (already queued)"))
+            for error in errors:
+                click.echo(f"error: {error}", err=True)
+        if errors:
+            sys.exit(2)
+
+
+class _nullbar:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __enter__(self) -> list[Any]:
+        return self.items
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 for _action in ACTIONS.values():
@@ -386,9 +431,10 @@ def lab_command(workdir: Path | None) -> None:
 
 def register(cli: click.Group) -> None:
     from trustport.cli_attest import api_group, attest_group
+    from trustport.cli_enforce import jobs_group, sessions_command, worker_command
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
-                    attest_group, api_group):
+                    attest_group, api_group, worker_command, jobs_group, sessions_command):
         cli.add_command(command)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -206,6 +206,37 @@ class ApiSettings(_Model):
     tokens: list[ApiToken] = Field(min_length=1)
 
 
+class NasSettings(_Model):
+    """The equipment behind one NAS: a CoA-capable entry and/or a switch, by inventory name."""
+
+    nas_ip: str | None = None
+    nas_identifier: str | None = None
+    coa: str | None = None
+    switch: str | None = None
+    ports: dict[str, str] = Field(default_factory=dict)  # NAS-Port / NAS-Port-Id -> switch interface
+    bounce: bool = True
+    coa_mode: Literal["reauth", "disconnect"] = "reauth"
+
+    @model_validator(mode="after")
+    def _complete(self) -> NasSettings:
+        if self.nas_ip is None and self.nas_identifier is None:
+            raise ValueError("give nas_ip or nas_identifier")
+        if self.coa is None and self.switch is None:
+            raise ValueError("give coa and/or switch (inventory names)")
+        if self.nas_ip is not None:
+            ipaddress.ip_address(self.nas_ip)
+        return self
+
+
+class EnforcementSettings(_Model):
+    inventory: Path
+    nas: list[NasSettings] = Field(min_length=1)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
+    backoff_cap_seconds: float = Field(default=300.0, gt=0, le=86400)
+    lease_seconds: float = Field(default=60.0, gt=1, le=3600)
+
+
 class TrustportConfig(_Model):
     site: str = "default"
     radius: RadiusSettings
@@ -218,6 +249,7 @@ class TrustportConfig(_Model):
     database: DatabaseSettings = DatabaseSettings()
     attestation: AttestationConfig | None = None
     api: ApiSettings | None = None
+    enforcement: EnforcementSettings | None = None
     base_dir: Path = Path()
 
     @field_validator("segments")
@@ -337,6 +369,24 @@ def _error_loc(error: Any) -> tuple[str | int, ...]:
     return loc
 
 
+def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
+    from switch_drivers import DriverError
+    from switch_drivers.inventory import load_inventory
+
+    assert config.enforcement is not None
+    path = config.path(config.enforcement.inventory)
+    try:
+        inventory = load_inventory(path)
+    except (DriverError, OSError) as exc:
+        yield Problem(f"{file}: enforcement.inventory", f"{path}: {exc}")
+        return
+    for i, nas in enumerate(config.enforcement.nas):
+        for role in ("coa", "switch"):
+            name = getattr(nas, role)
+            if name is not None and name not in inventory.switches:
+                yield Problem(f"{file}: enforcement.nas.{i}.{role}", f"{name!r} is not in the inventory {path}")
+
+
 def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
     """Checks that need the file system: referenced files exist and parse."""
     from policy.x509facts import load_pem_certificates
@@ -366,6 +416,8 @@ def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
                 yield Problem(f"{file}: attestation.verifier_keys.{i}.file", f"cannot read {path}: {exc.strerror}")
             except TrustportError as exc:
                 yield Problem(f"{file}: attestation.verifier_keys.{i}.file", str(exc))
+    if config.enforcement is not None:
+        yield from _inventory_problems(config, file)
     if config.revocation.crl_dir is not None and not config.path(config.revocation.crl_dir).is_dir():
         yield Problem(f"{file}: revocation.crl_dir", f"directory {config.path(config.revocation.crl_dir)} "
                                                       "does not exist")

@@ -19,8 +19,12 @@ def test_every_action_from_every_state(action: str, state: S) -> None:
             apply_action(action, state)
 
 
-def test_decommissioned_is_final() -> None:
-    assert all(S.DECOMMISSIONED not in a.allowed_from for a in ACTIONS.values())
+def test_decommissioned_can_only_be_reonboarded() -> None:
+    assert [a.name for a in ACTIONS.values() if S.DECOMMISSIONED in a.allowed_from] == ["reonboard"]
+
+
+def test_only_revoke_denies_the_certificate() -> None:
+    assert [a.name for a in ACTIONS.values() if a.deny_certificate] == ["revoke"]
 
 
 def test_unknown_action() -> None:

@@ -1,0 +1,169 @@
+"""Enforcement planning (pure): when a connected device's placement changes, what to tell which switch or NAS.
+
+A ``Plan`` is an ordered list of ``Step``s and, optionally, a fallback list used when a primary step fails
+permanently (a CoA NAK, an unsupported operation). Preference, as a NAC does it: CoA re-authenticate (or
+Disconnect for a reject) where the NAS supports RFC 5176; otherwise set the port's VLAN on the switch, read it
+back, and bounce the port so the device re-authenticates into the new segment.
+
+The worker executes steps through ``StepExecutor``, which the app implements with ``switch_drivers`` — this
+module never imports them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from policy.errors import EnforcementError
+from policy.model import Decision, Outcome
+
+
+class StepKind(StrEnum):
+    COA_REAUTH = "coa-reauth"
+    COA_DISCONNECT = "coa-disconnect"
+    SET_VLAN = "set-vlan"
+    BOUNCE = "bounce"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    target: str  # inventory name of the switch or NAS
+    port: str  # interface name, or a CoA session selector
+    vlan: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    fallback: tuple[Step, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"steps": [asdict(s) for s in self.steps], "fallback": [asdict(s) for s in self.fallback]})
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+
+        def steps(items: Sequence[Mapping[str, object]]) -> tuple[Step, ...]:
+            return tuple(Step(StepKind(str(i["kind"])), str(i["target"]), str(i["port"]),
+                              int(str(i["vlan"])) if i.get("vlan") is not None else None) for i in items)
+
+        return cls(steps(data["steps"]), steps(data.get("fallback", [])))
+
+    def all_steps(self) -> tuple[Step, ...]:
+        return self.steps + self.fallback
+
+
+@dataclass(frozen=True)
+class NasBinding:
+    """How to reach the equipment behind one NAS (matched by NAS-IP-Address or NAS-Identifier)."""
+
+    nas_ip: str | None = None
+    nas_identifier: str | None = None
+    coa: str | None = None  # inventory name of a CoA-capable NAS entry
+    switch: str | None = None  # inventory name of a CLI/SNMP switch entry
+    ports: Mapping[str, str] = field(default_factory=dict)  # NAS-Port / NAS-Port-Id -> switch interface name
+    bounce: bool = True
+    coa_mode: str = "reauth"  # "reauth" (CoA-Request) or "disconnect" (NASes without CoA, e.g. hostapd)
+
+    def matches(self, nas_ip: str | None, nas_identifier: str | None) -> bool:
+        if self.nas_identifier is not None and nas_identifier == self.nas_identifier:
+            return True
+        return self.nas_ip is not None and nas_ip == self.nas_ip
+
+    @property
+    def lock_key(self) -> str:
+        return self.switch or self.coa or f"nas:{self.nas_ip or self.nas_identifier}"
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """Where a device is connected (from RADIUS post-auth and accounting)."""
+
+    id: int
+    device_id: int | None
+    nas_ip: str | None
+    nas_identifier: str | None
+    nas_port: str | None
+    calling_station_id: str
+    acct_session_id: str | None
+    vlan: int | None
+
+
+class PlanningError(EnforcementError):
+    """The session cannot be acted on with the configured equipment (the message says what is missing)."""
+
+
+def find_binding(bindings: Sequence[NasBinding], session: SessionView) -> NasBinding:
+    for binding in bindings:
+        if binding.matches(session.nas_ip, session.nas_identifier):
+            return binding
+    raise PlanningError(f"no enforcement.nas entry for NAS {session.nas_ip or session.nas_identifier}; "
+                        "add one naming its CoA and/or switch inventory entries")
+
+
+def session_selector(session: SessionView) -> str:
+    parts = [f"calling-station-id={session.calling_station_id}"]
+    if session.acct_session_id:
+        parts.append(f"acct-session-id={session.acct_session_id}")
+    return ",".join(parts)
+
+
+def plan_for(session: SessionView, decision: Decision, bindings: Sequence[NasBinding],
+             park_vlan: int | None = None) -> Plan:
+    """Steps that move the connected device to ``decision`` (CoA first, switch port as fallback).
+
+    For a reject, the switch path parks the port in ``park_vlan`` (the quarantine VLAN) before bouncing it, so
+    the port is isolated even if the switch does not run 802.1X on it.
+    """
+    binding = find_binding(bindings, session)
+    switch_steps: tuple[Step, ...] = ()
+    if binding.switch is not None:
+        port = binding.ports.get(session.nas_port or "", session.nas_port) if session.nas_port else None
+        if port is None:
+            raise PlanningError(f"session {session.id} has no NAS port; cannot find the switch interface")
+        vlan = decision.vlan if decision.outcome is not Outcome.REJECT else park_vlan
+        if vlan is not None:
+            switch_steps = (Step(StepKind.SET_VLAN, binding.switch, port, vlan),)
+        if binding.bounce:
+            switch_steps += (Step(StepKind.BOUNCE, binding.switch, port),)
+    coa_steps: tuple[Step, ...] = ()
+    if binding.coa is not None:
+        disconnect = decision.outcome is Outcome.REJECT or binding.coa_mode == "disconnect"
+        kind = StepKind.COA_DISCONNECT if disconnect else StepKind.COA_REAUTH
+        coa_steps = (Step(kind, binding.coa, session_selector(session)),)
+    if coa_steps:
+        return Plan(coa_steps, switch_steps)
+    if switch_steps:
+        return Plan(switch_steps)
+    raise PlanningError(f"enforcement.nas entry for {binding.nas_ip or binding.nas_identifier} names neither "
+                        "a CoA NAS nor a switch")
+
+
+class TransientStepError(EnforcementError):
+    """Worth retrying later: unreachable, timed out, verification mismatch."""
+
+
+class PermanentStepError(EnforcementError):
+    """Retrying the same step will not help (NAK, unsupported, bad argument): use the fallback, if any."""
+
+
+class StepExecutor(Protocol):
+    """Runs one step against real equipment; raises TransientStepError or PermanentStepError."""
+
+    def execute(self, step: Step) -> str:
+        """Do it and verify it; return a one-line description of what was read back."""
+
+
+def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
+    """Exponential backoff after the ``attempts``-th failure: base, 2*base, 4*base, ... up to cap."""
+    return min(cap, base * (1 << min(30, max(0, attempts - 1))))
+
+
+def not_before(now: datetime, attempts: int, base: timedelta, cap: timedelta) -> datetime:
+    return now + backoff(attempts, base, cap)

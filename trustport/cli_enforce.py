@@ -1,0 +1,122 @@
+"""``trustport worker``, ``trustport jobs`` and ``trustport sessions``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from policy.queue_sql import SqlJobQueue
+from policy.sessions_sql import SqlSessionStore
+from policy.store_sql import SqlDeviceStore
+from trustport.config import load_config
+
+config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
+                             default=Path("trustport.yaml"), show_default=True, help="trustport config file")
+
+
+def _cli() -> Any:
+    from trustport import cli
+
+    return cli
+
+
+@click.command("worker")
+@click.option("--drain", is_flag=True, help="run until no job is runnable now, then exit")
+@click.option("--max-seconds", type=float, help="stop after this long")
+@click.option("--worker-id", help="name in the job log (default host:pid)")
+@config_option
+def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None, config_file: Path) -> None:
+    """Apply queued enforcement jobs through the switch drivers (per-switch lock, read-back, retries)."""
+    from trustport.enforcement import Enforcement
+    from trustport.enforcer import DriverExecutor
+    from trustport.worker import Worker
+
+    config = load_config(config_file)
+    store = SqlDeviceStore(config.database_url())
+    enforcement = Enforcement(config, store)
+    assert config.enforcement is not None  # Enforcement refuses a config without it
+    executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
+    done = {"n": 0}
+
+    def report(job: Any, message: str) -> None:
+        if job.state in ("done", "failed") or "failure" in message:
+            done["n"] += job.state in ("done", "failed")
+            counts = enforcement.queue.counts()
+            click.echo(f"[{done['n']} finished, {counts.get('queued', 0)} queued] job #{job.id} "
+                       f"({job.reason}): {message}")
+
+    worker = Worker(enforcement.queue, executor, enforcement.worker_settings, worker_id=worker_id,
+                    on_event=report)
+    stopping = {"flag": False}
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+
+    def should_stop() -> bool:
+        return stopping["flag"] or (deadline is not None and time.monotonic() > deadline)
+
+    try:
+        enforcement.drain_reevaluations(_cli().now_utc())
+        if drain:
+            worker.drain()
+        else:
+            worker.run_forever(should_stop, before_each=lambda: enforcement.drain_reevaluations(_cli().now_utc()))
+    finally:
+        store.close()
+    counts = enforcement.queue.counts()
+    click.echo("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "queue: empty")
+    if counts.get("failed"):
+        sys.exit(1)
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Enforcement jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "done", "failed"]))
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def jobs_list(state: str | None, as_json: bool, config_file: Path) -> None:
+    store = SqlDeviceStore(load_config(config_file, check_files=False).database_url())
+    try:
+        jobs = SqlJobQueue(store).list(state)
+    finally:
+        store.close()
+    if as_json:
+        _cli().emit_json([{**{k: v for k, v in j.__dict__.items() if k != "plan"},
+                           "steps": [s.__dict__ for s in j.plan.steps],
+                           "fallback": [s.__dict__ for s in j.plan.fallback]} for j in jobs])
+        return
+    click.echo(_cli().table(("id", "state", "device", "steps", "attempts", "reason", "last"), [
+        (j.id, j.state, j.device_id, ", ".join(f"{s.kind.value} {s.target} {s.port}" for s in j.plan.steps),
+         j.attempts, j.reason, j.log[-1]["message"] if j.log else "") for j in jobs]))
+
+
+@click.command("sessions")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+def sessions_command(as_json: bool, config_file: Path) -> None:
+    """Active sessions: which device is on which NAS and port."""
+    store = SqlDeviceStore(load_config(config_file, check_files=False).database_url())
+    try:
+        active = SqlSessionStore(store).all_active()
+    finally:
+        store.close()
+    if as_json:
+        _cli().emit_json(list(active))
+        return
+    click.echo(_cli().table(("id", "device", "nas", "port", "mac", "acct-session-id", "vlan"), [
+        (s.id, s.device_id, s.nas_ip or s.nas_identifier, s.nas_port, s.calling_station_id, s.acct_session_id, s.vlan)
+        for s in active]))

@@ -1,0 +1,101 @@
+"""A device's standing changed while it is connected: work out where it must go now and queue the jobs.
+
+The target placement comes from the same ``decide()`` the RADIUS hook uses (with the device's registry record,
+its current attestation standing and the session's NAS/site), so what the worker pushes and what the device gets
+when it re-authenticates agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from policy.attestation import AttestationStanding
+from policy.attestation_sql import SqlAttestationStore
+from policy.decide import decide
+from policy.enforcement import NasBinding, PlanningError, SessionView, find_binding, plan_for
+from policy.model import CertificateFacts, CertificateVerdict, Check, Decision, DeviceRecord, NetworkContext
+from policy.queue_sql import Job, SqlJobQueue
+from policy.sessions_sql import SqlSessionStore
+from policy.store_sql import SqlDeviceStore
+from radius_hooks.attestation_gate import AttestationGate
+from trustport.config import TrustportConfig
+from trustport.worker import WorkerSettings
+
+
+@dataclass(frozen=True)
+class Queued:
+    session: SessionView
+    decision: Decision
+    job: Job | None  # None when planning failed (see ``problem``)
+    created: bool = False
+    problem: str | None = None
+
+
+class Enforcement:
+    def __init__(self, config: TrustportConfig, store: SqlDeviceStore) -> None:
+        if config.enforcement is None:
+            raise PlanningError("enforcement is not configured: add an 'enforcement:' section (inventory, nas)")
+        self.config = config
+        self.settings = config.hook_settings()
+        self.store = store
+        self.sessions = SqlSessionStore(store)
+        self.queue = SqlJobQueue(store)
+        enf = config.enforcement
+        self.bindings = tuple(NasBinding(n.nas_ip, n.nas_identifier, n.coa, n.switch, dict(n.ports), n.bounce,
+                                         n.coa_mode) for n in enf.nas)
+        self.max_attempts = enf.max_attempts
+        self.worker_settings = WorkerSettings(lease=timedelta(seconds=enf.lease_seconds),
+                                              backoff_base=timedelta(seconds=enf.backoff_seconds),
+                                              backoff_cap=timedelta(seconds=enf.backoff_cap_seconds))
+        self.gate = None
+        if self.settings.attestation is not None and self.settings.rules.attestation is not None:
+            self.gate = AttestationGate(self.settings.attestation, SqlAttestationStore(store))
+
+    def _standing(self, device: DeviceRecord, now: datetime) -> AttestationStanding | None:
+        if self.gate is None:
+            return None
+        facts = CertificateFacts(source="registry", subject="", issuer=device.key.issuer,
+                                 cert_serial=device.cert_serial or "", device_serial=device.key.serial_number)
+        return self.gate.standing(device, facts, now)
+
+    def target(self, device: DeviceRecord, session: SessionView, now: datetime) -> Decision:
+        """Where the device belongs now; the certificate itself is re-validated when it re-authenticates."""
+        verdict = CertificateVerdict(True, device.cert_kind, None,
+                                     (Check("certificate", None, "re-checked at the next authentication"),))
+        context = NetworkContext(nas_ip=session.nas_ip, nas_identifier=session.nas_identifier,
+                                 nas_port=session.nas_port, calling_station_id=session.calling_station_id)
+        return decide(verdict, device, self.settings.rules, self._standing(device, now), context=context)
+
+    def device_changed(self, device: DeviceRecord, reason: str, now: datetime) -> list[Queued]:
+        """Queue the jobs that move every active session of ``device`` to its new placement."""
+        rules = self.settings.rules
+        park = rules.segments[rules.quarantine_segment]
+        out = []
+        for session in self.sessions.active_for_device(device.id):
+            decision = self.target(device, session, now)
+            if session.vlan is not None and decision.vlan == session.vlan:
+                out.append(Queued(session, decision, None, problem=f"already in VLAN {decision.vlan}"))
+                continue
+            try:
+                plan = plan_for(session, decision, self.bindings, park_vlan=park)
+                binding = find_binding(self.bindings, session)
+            except PlanningError as exc:
+                out.append(Queued(session, decision, None, problem=str(exc)))
+                continue
+            job, created = self.queue.enqueue(plan, lock_key=binding.lock_key, reason=reason, now=now,
+                                              device_id=device.id, session_id=session.id,
+                                              max_attempts=self.max_attempts)
+            out.append(Queued(session, decision, job, created))
+        return out
+
+    def drain_reevaluations(self, now: datetime) -> list[Queued]:
+        """Turn recorded re-evaluation requests (e.g. an attestation drop) into jobs."""
+        results = SqlAttestationStore(self.store)
+        queued: list[Queued] = []
+        for request in results.pending_reevaluations():
+            device = self.store.get_device(request.device_id)
+            if device is not None:
+                queued += self.device_changed(device, request.reason, now)
+            results.mark_reevaluated(request.id, now)
+        return queued
