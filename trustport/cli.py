@@ -79,3 +79,7 @@ cli_commands.register(cli)
 
 def main() -> None:
     cli(prog_name="trustport")
+
+
+if __name__ == "__main__":
+    main()
