@@ -432,9 +432,10 @@ def lab_command(workdir: Path | None) -> None:
 def register(cli: click.Group) -> None:
     from trustport.cli_attest import api_group, attest_group
     from trustport.cli_enforce import jobs_group, sessions_command, worker_command
+    from trustport.switch_cli import coa, switch
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
-                    attest_group, api_group, worker_command, jobs_group, sessions_command):
+                    attest_group, api_group, worker_command, jobs_group, sessions_command, switch, coa):
         cli.add_command(command)
 
 

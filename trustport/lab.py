@@ -84,7 +84,8 @@ def _got(result: EapolResult) -> str:
     return f"{result.code} without VLAN" if result.code != "none" else "no answer"
 
 
-def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Path]], dict[str, Issued]]:
+def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None = None,
+              ) -> tuple[Path, dict[str, tuple[Path, Path]], dict[str, Issued]]:
     """PKI, CRL and config file for the lab; returns (config path, device cert/key paths, CAs)."""
     pki = work / "pki"
     cas = {
@@ -115,7 +116,7 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     write_public_jwk(verifier, work / "verifier.jwk")
     auth_port = free_port(count=2)
-    config = {
+    config: dict[str, object] = {
         "site": "lab",
         "radius": {
             "listen_address": "127.0.0.1", "auth_port": auth_port, "acct_port": auth_port + 1,
@@ -138,6 +139,7 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
         "api": {"listen_address": "127.0.0.1", "port": free_port(socket.SOCK_STREAM),
                 "tokens": [{"name": "lab-verifier", "secret": {"file": "api-token"}}]},
     }
+    config.update(extra_config or {})
     config_path = work / "trustport.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return config_path, devices, cas
@@ -146,15 +148,17 @@ def build_lab(work: Path, now: datetime) -> tuple[Path, dict[str, tuple[Path, Pa
 class Lab:
     """The lab's PKI, config, registry and a running FreeRADIUS; a context manager that stops what it started."""
 
-    def __init__(self, work: Path, now: datetime, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, work: Path, now: datetime, echo: Callable[[str], None] = print,
+                 extra_config: dict[str, object] | None = None) -> None:
         self.work = work
         self.now = now
         self.echo = echo
-        self.config_path, self.devices, self.cas = build_lab(work, now)
+        self.config_path, self.devices, self.cas = build_lab(work, now, extra_config)
         self.config = load_config(self.config_path)
         self.store = SqlDeviceStore(self.config.database_url())
         self.server = RadiusServer(work / "raddb", work / "radiusd.log")
-        self._macs = 0
+        self.macs: dict[str, str] = {}  # serial -> the MAC its supplicant uses (stable across re-authentications)
+        self.ports: dict[str, int] = {}  # serial -> NAS-Port it is plugged into
         self.attestation_rows: list[str] = []
 
     def __enter__(self) -> Lab:
@@ -183,15 +187,19 @@ class Lab:
         return x509.load_pem_x509_certificate(self.devices[serial][0].read_bytes())
 
     def authenticate(self, serial: str, *, nas_port: int | None = None) -> EapolResult:
-        """One real 802.1X EAP-TLS authentication of device ``serial`` with eapol_test."""
+        """One real 802.1X EAP-TLS authentication of device ``serial`` with eapol_test (same MAC and NAS port
+        every time for the same device, unless ``nas_port`` moves it)."""
         cert_path, key_path = self.devices[serial]
-        self._macs += 1
+        if serial not in self.macs:
+            n = len(self.macs) + 1
+            self.macs[serial] = f"02:00:00:00:{n // 256:02x}:{n % 256:02x}"
+        if nas_port is not None or serial not in self.ports:
+            self.ports[serial] = nas_port if nas_port is not None else len(self.ports) + 1
         conf = write_eapol_conf(self.work / f"eapol-{serial}.conf", identity=f"{serial.lower()}.devices.example",
                                 ca_cert=self.work / "pki" / "server-ca.pem", client_cert=cert_path,
                                 private_key=key_path)
         return run_eapol(conf, port=self.config.radius.auth_port, secret=self.config.radius.clients[0].secret.reveal(),
-                         mac=f"02:00:00:00:{self._macs // 256:02x}:{self._macs % 256:02x}",
-                         nas_port=nas_port if nas_port is not None else self._macs)
+                         mac=self.macs[serial], nas_port=self.ports[serial])
 
 
 def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> list[LabRow]:
