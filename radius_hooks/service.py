@@ -25,6 +25,7 @@ from policy.model import (
 from policy.sessions_sql import SqlSessionStore
 from policy.store import DeviceStore
 from radius_hooks.attestation_gate import AttestationGate
+from radius_hooks.mud_lookup import MudLookup, load_signers
 from radius_hooks.settings import HookSettings
 from radius_hooks.trust import TrustMaterial
 
@@ -52,7 +53,7 @@ class Authorizer:
                  attestation: AttestationGate | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  deny_list: Callable[[str, str], str | None] | None = None,
-                 sessions: SqlSessionStore | None = None) -> None:
+                 sessions: SqlSessionStore | None = None, mud: MudLookup | None = None) -> None:
         self.settings = settings
         self.store = store
         self.trust = trust
@@ -60,6 +61,7 @@ class Authorizer:
         self._monotonic = monotonic
         self.deny_list = deny_list
         self.sessions = sessions
+        self.mud = mud
 
     @classmethod
     def from_settings(cls, settings: HookSettings) -> Authorizer:
@@ -72,8 +74,12 @@ class Authorizer:
         gate = None
         if settings.attestation is not None and settings.rules.attestation is not None:
             gate = AttestationGate(settings.attestation, SqlAttestationStore(store))
+        mud = None
+        if settings.mud is not None:
+            mud = MudLookup(settings.mud.directory, load_signers(settings.mud.signers), settings.mud.require_signature,
+                            settings.mud.refresh_seconds)
         return cls(settings, store, trust, gate, deny_list=SqlLifecycleStore(store).denied,
-                   sessions=SqlSessionStore(store))
+                   sessions=SqlSessionStore(store), mud=mud)
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
                  attestation: AttestationStanding | None = None, context: NetworkContext | None = None) -> AuthResult:
@@ -91,8 +97,10 @@ class Authorizer:
         standing = attestation
         if standing is None and self.attestation is not None and device is not None and verdict.valid:
             standing = self.attestation.standing(device, facts, now)
-        return AuthResult(facts, verdict, device, decide(verdict, device, self.settings.rules, standing, facts=facts,
-                                                               context=context), standing)
+        mud_url = facts.mud_url or (device.mud_url if device is not None else None)
+        hint = self.mud.hint(mud_url, now).hint if self.mud is not None and mud_url and verdict.valid else None
+        decision = decide(verdict, device, self.settings.rules, standing, facts=facts, context=context, mud=hint)
+        return AuthResult(facts, verdict, device, decision, standing)
 
     def authorize(self, facts: CertificateFacts, context: NetworkContext, now: datetime) -> AuthResult:
         """Decide and record: pending registration, last seen, and the decision log entry."""

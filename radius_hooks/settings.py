@@ -31,6 +31,14 @@ class AnchorFile:
 
 
 @dataclass(frozen=True)
+class MudSettings:
+    directory: Path
+    signers: tuple[Path, ...]
+    require_signature: bool = True
+    refresh_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class HookSettings:
     anchors: tuple[AnchorFile, ...]
     crl_dir: Path | None
@@ -40,6 +48,7 @@ class HookSettings:
     database_url: str
     attestation: AttestationSettings | None = None
     policy_document: Mapping[str, Any] = field(default_factory=dict)  # segments/sites/policy, as configured
+    mud: MudSettings | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +66,9 @@ class HookSettings:
                            "default_segment": self.rules.default_segment,
                            "onboarding_segment": self.rules.onboarding_segment}},
             "database_url": self.database_url,
+            "mud": None if self.mud is None else {
+                "directory": str(self.mud.directory), "signers": [str(p) for p in self.mud.signers],
+                "require_signature": self.mud.require_signature, "refresh_seconds": self.mud.refresh_seconds},
             "attestation": None if self.attestation is None or self.rules.attestation is None else {
                 "verifier_keys": [{"name": n, "file": str(p)} for n, p in self.attestation.verifier_keys],
                 "max_age_seconds": self.attestation.max_age.total_seconds(),
@@ -75,6 +87,7 @@ class HookSettings:
             rev = data["revocation"]
             att = data.get("attestation")
             doc = data["policy"]
+            mud = data.get("mud")
             return cls(
                 anchors=tuple(
                     AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"])) for a in data["trust_anchors"]
@@ -89,6 +102,8 @@ class HookSettings:
                     AttestationRules(str(att["warning_segment"]), str(att["missing_ldevid_segment"]),
                                      str(att["missing_idevid_segment"])) if att else None),
                 policy_document=doc,
+                mud=MudSettings(Path(mud["directory"]), tuple(Path(p) for p in mud["signers"]),
+                                bool(mud["require_signature"]), float(mud["refresh_seconds"])) if mud else None,
                 database_url=str(data["database_url"]),
                 attestation=AttestationSettings(
                     verifier_keys=tuple((str(k["name"]), Path(k["file"])) for k in att["verifier_keys"]),

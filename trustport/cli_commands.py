@@ -416,26 +416,32 @@ for _action in ACTIONS.values():
 @click.option("--workdir", type=click.Path(path_type=Path), help="keep the lab's files here (default: temporary)")
 def lab_command(workdir: Path | None) -> None:
     """Run the demo lab: real FreeRADIUS + eapol_test, one client per scenario, and print what each got."""
-    from trustport.lab import format_rows, run_lab
+    from trustport.lab import run_lab
+    from trustport.lab_enforce import format_story
 
-    rows = run_lab(workdir, echo=click.echo)
-    click.echo("")
-    click.echo(format_rows(rows))
+    rows, story = run_lab(workdir, echo=click.echo)
+    if story:
+        click.echo("")
+        click.echo(format_story(story))
     bad = [r for r in rows if not r.as_expected]
+    bad_story = [s for s in story if s.after != 999 or "VLAN 999" not in s.reauth]
     click.echo("")
-    if bad:
-        click.echo(f"{len(bad)} of {len(rows)} scenarios did not get the expected outcome")
+    if bad or bad_story:
+        click.echo(f"{len(bad)} of {len(rows)} scenarios and {len(bad_story)} of {len(story)} story steps did not "
+                   "get the expected outcome")
         sys.exit(1)
-    click.echo(f"all {len(rows)} scenarios got the expected outcome")
+    click.echo(f"all {len(rows)} scenarios got the expected outcome"
+               + ("; both connected devices were moved to quarantine and re-authenticated into it" if story else ""))
 
 
 def register(cli: click.Group) -> None:
     from trustport.cli_attest import api_group, attest_group
     from trustport.cli_enforce import jobs_group, sessions_command, worker_command
+    from trustport.cli_mud import mud
     from trustport.switch_cli import coa, switch
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
-                    attest_group, api_group, worker_command, jobs_group, sessions_command, switch, coa):
+                    attest_group, api_group, worker_command, jobs_group, sessions_command, switch, coa, mud):
         cli.add_command(command)
 
 

@@ -25,7 +25,8 @@ from policy.model import CertKind
 from policy.policy_doc import build_segment_rules, check_segments
 from policy.rules import RuleError
 from radius_hooks.attestation_gate import AttestationSettings
-from radius_hooks.settings import AnchorFile, HookSettings
+from radius_hooks.settings import AnchorFile, HookSettings, MudSettings
+from trustport.mud_config import MudConfig
 
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -250,6 +251,7 @@ class TrustportConfig(_Model):
     attestation: AttestationConfig | None = None
     api: ApiSettings | None = None
     enforcement: EnforcementSettings | None = None
+    mud: MudConfig | None = None
     base_dir: Path = Path()
 
     @field_validator("segments")
@@ -310,6 +312,10 @@ class TrustportConfig(_Model):
             rules=self.segment_rules(),
             policy_document=self.policy_document(),
             database_url=self.database_url(),
+            mud=None if self.mud is None else MudSettings(
+                directory=self.mud.directory_path(self.base_dir),
+                signers=tuple(self.path(p) for p in self.mud.signers),
+                require_signature=self.mud.require_signature, refresh_seconds=self.mud.refresh_seconds),
             attestation=None if att is None else AttestationSettings(
                 verifier_keys=tuple((k.name, self.path(k.file)) for k in att.verifier_keys),
                 max_age=timedelta(seconds=att.max_age_seconds), leeway=timedelta(seconds=att.leeway_seconds)),

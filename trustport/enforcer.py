@@ -43,10 +43,10 @@ class DriverExecutor:
             driver = self.inventory.driver(step.target, self.registry, self.environ)
             with driver:
                 return self._run(driver, step)
-        except (CoANak, Unsupported, InvalidArgument) as exc:
-            raise PermanentStepError(f"{step.kind.value} on {step.target} {step.port}: {exc}") from exc
+        except (CoANak, Unsupported, InvalidArgument) as exc:  # driver messages name the switch and port
+            raise PermanentStepError(f"{step.kind.value}: {exc}") from exc
         except DriverError as exc:
-            raise TransientStepError(f"{step.kind.value} on {step.target} {step.port}: {exc}") from exc
+            raise TransientStepError(f"{step.kind.value}: {exc}") from exc
 
     @staticmethod
     def _run(driver: object, step: Step) -> str:

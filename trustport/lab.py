@@ -24,6 +24,7 @@ from policy.x509facts import facts_from_certificate
 from trustport.config import load_config
 from trustport.fake_verifier import new_signing_key, write_public_jwk
 from trustport.lab_attest import post_attestations
+from trustport.lab_enforce import StoryRow, apply_radius_vlan, lab_network, run_story
 from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
 from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.render import render
@@ -202,16 +203,30 @@ class Lab:
                          mac=self.macs[serial], nas_port=self.ports[serial])
 
 
-def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> list[LabRow]:
+def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tuple[list[LabRow], list[StoryRow]]:
     with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp:
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         echo(f"lab directory: {base}")
-        with Lab(base, datetime.now(UTC), echo) as lab:
-            echo("attestation results posted to the REST API by the lab's verifier:")
-            for line in lab.attestation_rows:
-                echo(f"  {line}")
-            return [_row(lab, scenario, lab.authenticate(scenario.serial)) for scenario in SCENARIOS]
+        with lab_network(base) as network:
+            extra = network.extra_config if network is not None else None
+            with Lab(base, datetime.now(UTC), echo, extra) as lab:
+                echo("attestation results posted to the REST API by the lab's verifier:")
+                for line in lab.attestation_rows:
+                    echo(f"  {line}")
+                rows = []
+                for scenario in SCENARIOS:
+                    result = lab.authenticate(scenario.serial)
+                    if network is not None:
+                        apply_radius_vlan(network, lab.ports[scenario.serial], result.vlan)
+                    rows.append(_row(lab, scenario, result))
+                echo("")
+                echo(format_rows(rows))
+                if network is None:
+                    echo("\n(continuous authorization story skipped: tests/fakes not found; run from the source)")
+                    return rows, []
+                echo("\ncontinuous authorization: devices already on the network change standing")
+                return rows, run_story(lab, network, echo)
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -69,3 +70,15 @@ def post_attestations(lab: Lab) -> list[str]:
         unauthenticated = client.post("/v1/attestation-results", json={"token": "x"})
         lines.append(f"(a POST without the API token gets HTTP {unauthenticated.status_code})")
     return lines
+
+
+def post_token(lab: Lab, serial: str, status: str) -> dict[str, object]:
+    """The lab's verifier posts a fresh result for ``serial`` to the REST API; returns the API's answer."""
+    key = serialization.load_pem_private_key((lab.work / "verifier.key").read_bytes(), password=None)
+    token = (lab.work / "api-token").read_text().strip()
+    ear = mint(key, status=status, now=datetime.now(UTC), akpub=spki_der(lab.certificate(serial)))  # type: ignore[arg-type]
+    with ApiServer(lab) as api, httpx.Client(base_url=api.url, timeout=10) as client:
+        reply = client.post("/v1/attestation-results", json={"token": ear, "device": serial},
+                            headers={"Authorization": f"Bearer {token}"})
+    body: dict[str, object] = reply.json()
+    return body

@@ -98,7 +98,8 @@ def test_switch_down_then_back_converges(env: EnforceEnv, tmp_path: Path) -> Non
     now = datetime.now(UTC)
     (job,) = worker_for(env, clock=lambda: now).drain()
     assert (job.state, job.attempts) == ("queued", 1)
-    assert "set-vlan on access-1 Gi1/0/2" in job.log[-1]["message"] and "retry 1/4" in job.log[-1]["message"]
+    assert "set-vlan: access-1: SSH connection failed" in job.log[-1]["message"]
+    assert "retry 1/4" in job.log[-1]["message"]
     assert worker_for(env, clock=lambda: now).drain() == []  # backing off: not runnable yet
     with fake_switch(port=down_port) as back:
         env.host_key_lines = back.known_hosts_lines()

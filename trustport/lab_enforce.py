@@ -1,0 +1,169 @@
+"""The lab's continuous-authorization story: a connected device is quarantined by an operator and another by a
+failing attestation; the worker moves the fake switch port (CoA is NAKed by the fake NAS, so it falls back to
+the CLI), reads it back, and the device re-authenticates into quarantine.
+
+The fake switch (SSH, Cisco IOS CLI) and fake NAS come from the source tree's ``tests/fakes``; without a source
+checkout this part of the lab is skipped with a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import radius_hooks
+from trustport.pki import write_private
+
+PORT_COUNT = 8
+SWITCH_ENV = {"TP_LAB_SWITCH_PASSWORD": "lab-switch-pass", "TP_LAB_ENABLE_SECRET": "lab-enable-secret",
+              "TP_LAB_COA_SECRET": "lab-coa-secret-123"}
+
+
+def _fakes() -> Any:
+    root = Path(radius_hooks.__file__).resolve().parents[1]
+    if not (root / "tests" / "fakes" / "fake_cli.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    # imported by name: the fakes are test code, not part of the installed package (nor of its type checking)
+    return importlib.import_module("tests.fakes.fake_cli"), importlib.import_module("tests.fakes.coa_nas")
+
+
+@dataclass
+class LabNetwork:
+    switch: Any  # tests.fakes.fake_cli.FakeCliServer
+    nas: Any  # tests.fakes.coa_nas.CoaNas
+    extra_config: dict[str, object]
+
+    def port(self, number: int) -> Any:
+        return self.switch.states["cisco_ios"].ports[f"GigabitEthernet1/0/{number}"]
+
+
+@contextlib.contextmanager
+def lab_network(work: Path) -> Iterator[LabNetwork | None]:
+    """A fake Cisco access switch and a fake CoA NAS on loopback, and the config that points trustport at them."""
+    modules = _fakes()
+    if modules is None:
+        yield None
+        return
+    fake_cli, coa_nas = modules
+    logging.getLogger("asyncio").setLevel(logging.ERROR)  # the fake's "socket.send() raised" on client hang-up
+    os.environ.update(SWITCH_ENV)
+    switch = fake_cli.FakeCliServer(vendors=("cisco_ios",))
+    state = switch.states["cisco_ios"]
+    state.password, state.secret = SWITCH_ENV["TP_LAB_SWITCH_PASSWORD"], SWITCH_ENV["TP_LAB_ENABLE_SECRET"]
+    state.ports = {f"GigabitEthernet1/0/{i}": fake_cli.PortState(vlan=1) for i in range(1, PORT_COUNT + 1)}
+    state.vlans |= {30, 35, 40, 999}
+    nas = coa_nas.CoaNas(secret=SWITCH_ENV["TP_LAB_COA_SECRET"].encode(), sessions=set())  # knows no session: NAK
+    switch.start()
+    nas.start()
+    try:
+        (work / "known_hosts").write_text(switch.known_hosts_lines())
+        inventory = {"switches": {
+            "access-1": {"driver": "cisco_ios", "address": "127.0.0.1", "port": switch.ports["cisco_ios"],
+                         "site": "lab", "options": {"username": "admin", "password_env": "TP_LAB_SWITCH_PASSWORD",
+                                                    "enable_secret_env": "TP_LAB_ENABLE_SECRET",
+                                                    "known_hosts": str(work / "known_hosts"), "conn_timeout": 3,
+                                                    "read_timeout": 5}},
+            "access-1-coa": {"driver": "coa", "address": "127.0.0.1", "port": nas.port,
+                             "options": {"secret_env": "TP_LAB_COA_SECRET", "vendor": "cisco", "timeout": 0.5,
+                                         "retries": 2}},
+        }}
+        write_private(work / "inventory.yaml", yaml.safe_dump(inventory).encode())
+        extra: dict[str, object] = {"enforcement": {
+            "inventory": "inventory.yaml", "backoff_seconds": 1,
+            "nas": [{"nas_ip": "127.0.0.1", "coa": "access-1-coa", "switch": "access-1",
+                     "ports": {str(i): f"Gi1/0/{i}" for i in range(1, PORT_COUNT + 1)}}],
+        }}
+        yield LabNetwork(switch, nas, extra)
+    finally:
+        nas.stop()
+        switch.stop()
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    step: str
+    port: str
+    before: int
+    after: int
+    reauth: str
+    ms: float
+    detail: str
+
+
+def apply_radius_vlan(network: LabNetwork, port: int, vlan: int | None) -> None:
+    """What a real 802.1X switch does with Tunnel-Private-Group-Id: put the port in that VLAN."""
+    if vlan is not None:
+        network.port(port).vlan = vlan
+
+
+def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> list[StoryRow]:
+    from trustport.enforcement import Enforcement
+    from trustport.enforcer import DriverExecutor
+    from trustport.lab_attest import post_token
+    from trustport.lifecycle import LifecycleService
+    from trustport.worker import Worker
+
+    config = lab.config
+    enforcement = Enforcement(config, lab.store)
+    executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
+    worker = Worker(enforcement.queue, executor, enforcement.worker_settings, worker_id="lab-worker",
+                    on_event=lambda job, message: echo(f"    job #{job.id}: {message}"))
+    rows = []
+
+    def move(step: str, serial: str, trigger: Callable[[], str]) -> None:
+        port = lab.ports[serial]
+        before = network.port(port).vlan
+        start = time.perf_counter()
+        detail = trigger()
+        jobs = worker.drain()
+        elapsed = (time.perf_counter() - start) * 1000
+        after = network.port(port).vlan
+        reauth = lab.authenticate(serial)
+        apply_radius_vlan(network, port, reauth.vlan)
+        got = f"{reauth.code} VLAN {reauth.vlan}" if reauth.vlan is not None else reauth.code
+        states = ", ".join(f"#{j.id} {j.state}" for j in jobs) or "no job"
+        rows.append(StoryRow(step, f"Gi1/0/{port}", before, after, got, elapsed, f"{detail}; jobs: {states}"))
+
+    echo("  operator: trustport devices quarantine SN-1001 --reason 'unexpected traffic'")
+    service = LifecycleService(config, lab.store)
+    device = next(d for d in lab.store.list_devices() if d.key.serial_number == "SN-1001")
+
+    def operator() -> str:
+        result = service.act(device, "quarantine", actor="lab-operator", reason="unexpected traffic",
+                             now=datetime.now(UTC))
+        return f"{result.before.state.value} -> {result.after.state.value}"
+
+    move("operator quarantines SN-1001", "SN-1001", operator)
+
+    echo("  verifier: POST /v1/attestation-results (SN-1102 now contraindicated)")
+
+    def attestation() -> str:
+        body = post_token(lab, "SN-1102", "contraindicated")
+        enforcement.drain_reevaluations(datetime.now(UTC))
+        return f"attestation {body.get('status')}: {body.get('reevaluation')}"
+
+    move("attestation of SN-1102 drops", "SN-1102", attestation)
+    return rows
+
+
+def format_story(rows: list[StoryRow]) -> str:
+    header = ("what happened", "switch port", "VLAN before", "after (read back)", "device re-authenticates",
+              "ms", "how")
+    table = [header] + [(r.step, r.port, str(r.before), str(r.after), r.reauth, f"{r.ms:.0f}", r.detail)
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+                     for row in table)
