@@ -16,8 +16,8 @@ from policy.queue_sql import SqlJobQueue
 from policy.sessions_sql import SqlSessionStore
 from trustport.cli import cli
 from trustport.lab import Lab
-from trustport.lab_enforce import LabNetwork, apply_radius_vlan, lab_network
 from trustport.lab_attest import post_token
+from trustport.lab_enforce import LabNetwork, apply_radius_vlan, lab_network
 
 
 @pytest.fixture(scope="module")
