@@ -26,17 +26,17 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes
 
-from policy.model import DeviceKey, LifecycleState, NetworkContext  # noqa: E402
-from policy.sessions_sql import SqlSessionStore  # noqa: E402
-from policy.store_sql import SqlDeviceStore  # noqa: E402
-from switch_drivers import Target, default_registry  # noqa: E402
-from tests.fakes.fake_cli import FakeCliServer, PortState  # noqa: E402
-from tests.pki_fixtures import build_test_pki  # noqa: E402
-from trustport.config import load_config  # noqa: E402
-from trustport.enforcement import Enforcement  # noqa: E402
-from trustport.enforcer import DriverExecutor  # noqa: E402
-from trustport.lifecycle import LifecycleService  # noqa: E402
-from trustport.worker import Worker  # noqa: E402
+from policy.model import DeviceKey, LifecycleState, NetworkContext
+from policy.sessions_sql import SqlSessionStore
+from policy.store_sql import SqlDeviceStore
+from switch_drivers import Target, default_registry
+from tests.fakes.fake_cli import FakeCliServer, PortState
+from tests.pki_fixtures import build_test_pki
+from trustport.config import load_config
+from trustport.enforcement import Enforcement
+from trustport.enforcer import DriverExecutor
+from trustport.lifecycle import LifecycleService
+from trustport.worker import Worker
 
 os.environ.update({"TP_BENCH_PASSWORD": "fake-pass-123", "TP_BENCH_ENABLE": "fake-enable-456"})
 

@@ -5,25 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from policy.attestation import TokenRejected
 from policy.store_sql import SqlDeviceStore
 from radius_hooks.trust import TrustMaterial
+from trustport import cli_base
 from trustport.attest import AttestationService
+from trustport.cli_base import config_option
 from trustport.config import TrustportConfig, load_config
 
 MAX_TOKEN_FILE = 256 * 1024
-config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
-                             default=Path("trustport.yaml"), show_default=True, help="trustport config file")
 
-
-def _cli() -> Any:
-    from trustport import cli
-
-    return cli
 
 
 def read_small(source: str, what: str) -> bytes:
@@ -60,11 +54,11 @@ def attest_import(source: str, device: str | None, cert_file: Path | None, as_js
     token = read_small(source, "token").decode("ascii", "replace").strip()
     service = service_for(load_config(config_file))
     try:
-        outcome = service.import_token(token, _cli().now_utc(), device_ref=device,
+        outcome = service.import_token(token, cli_base.now_utc(), device_ref=device,
                                        certificate_pem=cert_file.read_bytes() if cert_file else None)
     except TokenRejected as exc:
         if as_json:
-            _cli().emit_json({"accepted": False, "reason": exc.reason, "message": str(exc)})
+            cli_base.emit_json({"accepted": False, "reason": exc.reason, "message": str(exc)})
         else:
             click.echo(f"refused ({exc.reason}): {exc}")
         sys.exit(1)
@@ -72,7 +66,7 @@ def attest_import(source: str, device: str | None, cert_file: Path | None, as_js
         service.store.close()
     stored = outcome.stored
     if as_json:
-        _cli().emit_json({"device_id": outcome.device.id, "accepted": stored.accepted,
+        cli_base.emit_json({"device_id": outcome.device.id, "accepted": stored.accepted,
                           "status": stored.status.name.lower() if stored.status else None,
                           "binding": stored.binding, "expires_at": stored.expires_at, "reasons": stored.reasons,
                           "reevaluation": outcome.reevaluation, "vector": stored.vector})
@@ -98,9 +92,9 @@ def attest_show(device: str, as_json: bool, config_file: Path) -> None:
     finally:
         service.store.close()
     if as_json:
-        _cli().emit_json([{k: v for k, v in r.__dict__.items() if k != "token"} for r in results])
+        cli_base.emit_json([{k: v for k, v in r.__dict__.items() if k != "token"} for r in results])
         return
-    click.echo(_cli().table(("received", "accepted", "status", "binding", "expires", "reasons"), [
+    click.echo(cli_base.table(("received", "accepted", "status", "binding", "expires", "reasons"), [
         (r.received_at.strftime("%Y-%m-%d %H:%M:%S"), "yes" if r.accepted else "no",
          r.status.name.lower() if r.status else "-", r.binding or "-",
          r.expires_at.strftime("%Y-%m-%d %H:%M:%S") if r.expires_at else "-", "; ".join(r.reasons))
@@ -114,7 +108,7 @@ def attest_nonce(device: str, config_file: Path) -> None:
     """Issue a nonce for DEVICE: the verifier puts it in eat_nonce to bind its result to this device."""
     service = service_for(load_config(config_file))
     try:
-        click.echo(service.results.issue_nonce(service.resolve(device).id, _cli().now_utc()))
+        click.echo(service.results.issue_nonce(service.resolve(device).id, cli_base.now_utc()))
     finally:
         service.store.close()
 

@@ -15,18 +15,12 @@ from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
 from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate, load_pem_certificates
+from trustport import cli_base
+from trustport.cli_base import config_option
 from trustport.config import TrustportConfig, check_config, load_config
 
 MAX_CERT_BYTES = 256 * 1024
-_cli_config = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
-                           default=Path("trustport.yaml"), show_default=True,
-                           help="trustport config file (YAML); default: $TRUSTPORT_CONFIG or ./trustport.yaml")
 
-
-def _cli() -> Any:
-    from trustport import cli as cli_module
-
-    return cli_module
 
 
 @click.group("config")
@@ -41,7 +35,7 @@ def config_check(file: Path, as_json: bool) -> None:
     """Report every problem in FILE with its location (exit 1 if any)."""
     config, problems = check_config(file)
     if as_json:
-        _cli().emit_json({"file": str(file), "ok": not problems,
+        cli_base.emit_json({"file": str(file), "ok": not problems,
                           "problems": [{"location": p.location, "message": p.message} for p in problems]})
     elif problems:
         for problem in problems:
@@ -63,7 +57,7 @@ def policy_group() -> None:
 @policy_group.command("check")
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "as_json", is_flag=True)
-@_cli_config
+@config_option
 def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
     """Validate a policy file (segments, sites, rules), or the policy in the config; exit 1 on problems."""
     from trustport.config import check_policy_file
@@ -74,7 +68,7 @@ def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
         config, problems = check_config(config_file)
         rules = config.segment_rules() if config is not None and not problems else None
     if as_json:
-        _cli().emit_json({"ok": not problems, "problems": [{"location": p.location, "message": p.message}
+        cli_base.emit_json({"ok": not problems, "problems": [{"location": p.location, "message": p.message}
                                                            for p in problems],
                           "rules": [r.name for r in rules.rules] if rules else []})
     elif problems:
@@ -83,7 +77,7 @@ def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
     else:
         assert rules is not None
         click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s)")
-        click.echo(_cli().table(("#", "rule", "match", "then"), [
+        click.echo(cli_base.table(("#", "rule", "match", "then"), [
             (i + 1, r.name, "; ".join(f"{c.field}={'|'.join(c.patterns)}" for c in r.conditions),
              "reject" if r.reject else f"segment {r.segment}") for i, r in enumerate(rules.rules)]))
     if problems:
@@ -165,7 +159,7 @@ def _authorizer(config: TrustportConfig) -> Any:
 @click.option("--attestation", "attestation_file", type=click.Path(path_type=Path),
               help="an EAR token (file) to decide with, instead of the latest stored result")
 @click.option("--json", "as_json", is_flag=True)
-@_cli_config
+@config_option
 def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None, nas_port: str | None,
                    attestation_file: Path | None, as_json: bool, config_file: Path) -> None:
     """What would happen to this device? Validates the certificate like FreeRADIUS + the hook, writes nothing."""
@@ -175,7 +169,7 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     cert = read_certificate(cert_file)
     intermediates = load_pem_certificates(chain_file.read_bytes(), str(chain_file)) if chain_file else []
     authorizer = _authorizer(config)
-    now = _cli().now_utc()
+    now = cli_base.now_utc()
     chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
     facts = facts_from_certificate(cert)
     standing = _standing_from_file(attestation_file, config, facts, now) if attestation_file else None
@@ -183,7 +177,7 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing, context=context)
     decision = result.decision
     if as_json:
-        _cli().emit_json({"device": {"issuer": facts.issuer, "serial_number": facts.device_serial,
+        cli_base.emit_json({"device": {"issuer": facts.issuer, "serial_number": facts.device_serial,
                                      "subject": facts.subject, "mud_url": facts.mud_url,
                                      "registry_id": result.device.id if result.device else None,
                                      "state": result.device.state if result.device else None},
@@ -199,7 +193,7 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
         click.echo(f"from     NAS {nas_ip or '?'} port {nas_port or '?'}")
     click.echo("")
     marks = {True: "ok  ", False: "FAIL", None: "--  "}
-    click.echo(_cli().table(("check", "result", "detail"),
+    click.echo(cli_base.table(("check", "result", "detail"),
                             [(c.name, marks[c.ok], c.detail) for c in result.verdict.checks]))
     click.echo("")
     vlan = f" VLAN {decision.vlan} ({decision.segment})" if decision.vlan is not None else ""
@@ -247,7 +241,7 @@ def _resolve(store: SqlDeviceStore, ref: str) -> DeviceRecord:
 @devices_group.command("list")
 @click.option("--state", type=click.Choice([s.value for s in LifecycleState]))
 @click.option("--json", "as_json", is_flag=True)
-@_cli_config
+@config_option
 def devices_list(state: str | None, as_json: bool, config_file: Path) -> None:
     store = _store(config_file)
     try:
@@ -255,16 +249,16 @@ def devices_list(state: str | None, as_json: bool, config_file: Path) -> None:
     finally:
         store.close()
     if as_json:
-        _cli().emit_json(list(devices))
+        cli_base.emit_json(list(devices))
     else:
-        click.echo(_cli().table(DEVICE_HEADERS, [_device_row(d) for d in devices]))
+        click.echo(cli_base.table(DEVICE_HEADERS, [_device_row(d) for d in devices]))
 
 
 @devices_group.command("show")
 @click.argument("device")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=20, show_default=True, help="decision log entries to show")
-@_cli_config
+@config_option
 def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> None:
     store = _store(config_file)
     try:
@@ -274,7 +268,7 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
     finally:
         store.close()
     if as_json:
-        _cli().emit_json({"device": record, "decisions": list(log), "lifecycle": list(events)})
+        cli_base.emit_json({"device": record, "decisions": list(log), "lifecycle": list(events)})
         return
     for label, value in (("id", record.id), ("serial", record.key.serial_number), ("issuer", record.key.issuer),
                          ("state", record.state.value), ("segment", record.segment), ("owner", record.owner),
@@ -283,11 +277,11 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
                          ("first seen", record.first_seen), ("last seen", record.last_seen)):
         click.echo(f"{label:<12} {value if value is not None else '-'}")
     click.echo("\nlifecycle (newest first):")
-    click.echo(_cli().table(("time", "action", "from", "to", "actor", "reason"), [
+    click.echo(cli_base.table(("time", "action", "from", "to", "actor", "reason"), [
         (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.action, e.from_state, e.to_state, e.actor, e.reason or "")
         for e in events]))
     click.echo("\ndecision log (newest first):")
-    click.echo(_cli().table(("time", "outcome", "vlan", "nas", "port", "mac", "reasons"), [
+    click.echo(cli_base.table(("time", "outcome", "vlan", "nas", "port", "mac", "reasons"), [
         (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.outcome.value, e.vlan, e.context.nas_ip, e.context.nas_port,
          e.context.calling_station_id, "; ".join(e.reasons)) for e in log]))
 
@@ -302,7 +296,7 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
 @click.option("--owner")
 @click.option("--notes")
 @click.option("--json", "as_json", is_flag=True)
-@_cli_config
+@config_option
 def devices_add(cert_file: Path | None, issuer: str | None, serial: str | None, state: str, segment: str | None,
                 owner: str | None, notes: str | None, as_json: bool, config_file: Path) -> None:
     """Register a device by its certificate, or by issuer DN + serial number."""
@@ -324,11 +318,11 @@ def devices_add(cert_file: Path | None, issuer: str | None, serial: str | None, 
     store = SqlDeviceStore(config.database_url())
     try:
         record = store.add_device(DeviceKey(issuer, serial), state=LifecycleState(state), segment=segment,
-                                  owner=owner, notes=notes, cert_kind=kind, facts=facts, now=_cli().now_utc())
+                                  owner=owner, notes=notes, cert_kind=kind, facts=facts, now=cli_base.now_utc())
     finally:
         store.close()
     if as_json:
-        _cli().emit_json(record)
+        cli_base.emit_json(record)
     else:
         click.echo(f"added device #{record.id} {serial} ({record.state.value})")
 
@@ -353,7 +347,7 @@ def _transition(action: Action) -> None:
     @click.option("--reason", help="why (recorded in the audit log and the device notes)")
     @click.option("--actor", default=_actor, show_default="the invoking user", help="who (audit log)")
     @click.option("--json", "as_json", is_flag=True)
-    @_cli_config
+    @config_option
     def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
                 config_file: Path) -> None:
         from trustport.lifecycle import LifecycleService
@@ -369,13 +363,13 @@ def _transition(action: Action) -> None:
                 for record in bar:
                     try:
                         results.append(service.act(record, action.name, actor=actor, reason=reason,
-                                                   now=_cli().now_utc(), segment=segment))
+                                                   now=cli_base.now_utc(), segment=segment))
                     except TrustportError as exc:
                         errors.append(str(exc))
         finally:
             store.close()
         if as_json:
-            _cli().emit_json({"changed": [{"device": r.after, "from": r.before.state, "denied": r.denied,
+            cli_base.emit_json({"changed": [{"device": r.after, "from": r.before.state, "denied": r.denied,
                                            "jobs": [q.job.id for q in r.queued if q.job is not None]}
                                           for r in results], "errors": errors})
         else:

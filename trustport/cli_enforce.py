@@ -14,16 +14,9 @@ import click
 from policy.queue_sql import SqlJobQueue
 from policy.sessions_sql import SqlSessionStore
 from policy.store_sql import SqlDeviceStore
+from trustport import cli_base
+from trustport.cli_base import config_option
 from trustport.config import load_config
-
-config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
-                             default=Path("trustport.yaml"), show_default=True, help="trustport config file")
-
-
-def _cli() -> Any:
-    from trustport import cli
-
-    return cli
 
 
 @click.command("worker")
@@ -66,11 +59,11 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
         return stopping["flag"] or (deadline is not None and time.monotonic() > deadline)
 
     try:
-        enforcement.drain_reevaluations(_cli().now_utc())
+        enforcement.drain_reevaluations(cli_base.now_utc())
         if drain:
             worker.drain()
         else:
-            worker.run_forever(should_stop, before_each=lambda: enforcement.drain_reevaluations(_cli().now_utc()))
+            worker.run_forever(should_stop, before_each=lambda: enforcement.drain_reevaluations(cli_base.now_utc()))
     finally:
         store.close()
     counts = enforcement.queue.counts()
@@ -95,11 +88,11 @@ def jobs_list(state: str | None, as_json: bool, config_file: Path) -> None:
     finally:
         store.close()
     if as_json:
-        _cli().emit_json([{**{k: v for k, v in j.__dict__.items() if k != "plan"},
+        cli_base.emit_json([{**{k: v for k, v in j.__dict__.items() if k != "plan"},
                            "steps": [s.__dict__ for s in j.plan.steps],
                            "fallback": [s.__dict__ for s in j.plan.fallback]} for j in jobs])
         return
-    click.echo(_cli().table(("id", "state", "device", "steps", "attempts", "reason", "last"), [
+    click.echo(cli_base.table(("id", "state", "device", "steps", "attempts", "reason", "last"), [
         (j.id, j.state, j.device_id, ", ".join(f"{s.kind.value} {s.target} {s.port}" for s in j.plan.steps),
          j.attempts, j.reason, j.log[-1]["message"] if j.log else "") for j in jobs]))
 
@@ -115,8 +108,8 @@ def sessions_command(as_json: bool, config_file: Path) -> None:
     finally:
         store.close()
     if as_json:
-        _cli().emit_json(list(active))
+        cli_base.emit_json(list(active))
         return
-    click.echo(_cli().table(("id", "device", "nas", "port", "mac", "acct-session-id", "vlan"), [
+    click.echo(cli_base.table(("id", "device", "nas", "port", "mac", "acct-session-id", "vlan"), [
         (s.id, s.device_id, s.nas_ip or s.nas_identifier, s.nas_port, s.calling_station_id, s.acct_session_id, s.vlan)
         for s in active]))

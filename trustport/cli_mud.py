@@ -16,40 +16,22 @@ from typing import Any
 
 import click
 
-from policy.errors import ConfigError, TrustportError
+from policy.errors import ConfigError
 from policy.mud import MudFetchError, policy_hint
 from policy.mud_signature import load_mud, local_file_names, local_signature_name
 from radius_hooks.mud_lookup import MudLookupResult
+from trustport import cli_base
+from trustport.cli_base import config_option
 from trustport.config import load_config
 from trustport.mud_config import MudConfig
 from trustport.mud_fetch import fetch_mud_and_signature
-
-config_option = click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
-                             default=Path("trustport.yaml"), show_default=True, help="trustport config file")
-
-
-def _cli() -> Any:
-    from trustport import cli
-
-    return cli
-
-
-class _MudGroup(click.Group):
-    """Like ``trustport.cli.TrustportGroup`` (which cannot be imported here without an import cycle)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except TrustportError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
 
 
 def mud_section(config_file: Path) -> tuple[MudConfig, Path]:
     """The ``mud:`` section and the directory its relative paths are relative to."""
     config = load_config(config_file)
-    section = getattr(config, "mud", None)
-    if not isinstance(section, MudConfig):
+    section = config.mud
+    if section is None:
         raise ConfigError(f"{config_file}: no 'mud:' section; add one with directory and signers (docs/mud.md)")
     return section, config.base_dir
 
@@ -79,7 +61,7 @@ def write_atomically(directory: Path, files: dict[str, bytes]) -> None:
         raise MudFetchError(f"{exc.filename or directory}: cannot write the MUD file: {exc.strerror or exc}") from exc
 
 
-@click.group("mud", cls=_MudGroup)
+@click.group("mud", cls=cli_base.TrustportGroup)
 def mud() -> None:
     """MUD (RFC 8520) profiles: fetch them into the local directory, and show what the RADIUS path makes of them."""
 
@@ -97,7 +79,7 @@ def mud_fetch(url: str, config_file: Path) -> None:
     signers = section.load_signers(base)
     document, signature = fetch_mud_and_signature(url, timeout_s=section.fetch_timeout_seconds)
     verified = load_mud(document.body, signature.body, source=url, url=url, trusted_signers=list(signers),
-                        now=_cli().now_utc(), require_signature=True)
+                        now=cli_base.now_utc(), require_signature=True)
     name = local_file_names(url)[0]
     mud_path, signature_path = directory / name, directory / local_signature_name(name)
     # Between the two renames a lookup may see a mismatched pair: that fails verification and is retried at its
@@ -142,10 +124,10 @@ def result_document(url: str, result: MudLookupResult) -> dict[str, Any]:
 def mud_show(url: str, as_json: bool, config_file: Path) -> None:
     """What the RADIUS path's MUD lookup yields for URL now: the policy hint, or the specific problem."""
     section, base = mud_section(config_file)
-    result = section.lookup(base).hint(url, _cli().now_utc())
+    result = section.lookup(base).hint(url, cli_base.now_utc())
     document = result_document(url, result)
     if as_json:
-        _cli().emit_json(document)
+        cli_base.emit_json(document)
     else:
         labels = (("url", "url"), ("file", "file"), ("status", "status"), ("classification", "classification"),
                   ("filter-id", "filter_id"), ("from-device ACLs", "from_device_acls"),
