@@ -159,6 +159,9 @@ class StepExecutor(Protocol):
     def execute(self, step: Step) -> str:
         """Do it and verify it; return a one-line description of what was read back."""
 
+    def release(self) -> None:
+        """Close whatever connections the executor keeps open between steps."""
+
 
 def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
     """Exponential backoff after the ``attempts``-th failure: base, 2*base, 4*base, ... up to cap."""

@@ -83,15 +83,17 @@ class SqlJobQueue:
         else:  # pysqlite has not sent BEGIN yet: take the write lock now, so the read-then-write is atomic
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def claim(self, worker: str, now: datetime, lease: timedelta) -> Job | None:
-        """The oldest runnable job whose switch is free, now leased to ``worker``; None if there is none."""
+    def claim(self, worker: str, now: datetime, lease: timedelta, prefer: str | None = None) -> Job | None:
+        """The oldest runnable job whose switch is free, now leased to ``worker``; None if there is none.
+        ``prefer``: a lock key (switch) whose jobs go first, so a worker keeps using the session it has open."""
         busy = sa.select(jobs.c.lock_key).where(jobs.c.state == RUNNING, jobs.c.lease_until >= now)
         runnable = sa.or_(sa.and_(jobs.c.state == QUEUED, jobs.c.not_before <= now),
                           sa.and_(jobs.c.state == RUNNING, jobs.c.lease_until < now))  # lease expired: worker died
         with self.store.transaction("claiming an enforcement job") as conn:
             self._lock(conn)
+            first = sa.case((jobs.c.lock_key == prefer, 0), else_=1) if prefer is not None else sa.literal(0)
             row = conn.execute(sa.select(jobs).where(runnable, jobs.c.lock_key.not_in(busy))
-                               .order_by(jobs.c.not_before, jobs.c.id).limit(1)).first()
+                               .order_by(first, jobs.c.not_before, jobs.c.id).limit(1)).first()
             if row is None:
                 return None
             resumed = row.state == RUNNING

@@ -7,6 +7,7 @@ that disagreed) and permanent (use the fallback: a CoA NAK, an unsupported opera
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from switch_drivers import (
     DriverError,
     DriverRegistry,
     InvalidArgument,
+    SwitchDriver,
     Unsupported,
     default_registry,
 )
@@ -25,11 +27,17 @@ from switch_drivers.inventory import Inventory, load_inventory
 
 
 class DriverExecutor:
+    """Keeps one open driver (SSH session, SNMP engine, CoA client) per switch between steps and jobs, so a
+    worker draining many ports of one switch logs in once; ``release()`` closes them (the worker calls it when it
+    moves on to another switch or runs out of work)."""
+
     def __init__(self, inventory: Inventory, registry: DriverRegistry | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         self.inventory = inventory
         self.registry = registry or default_registry()
         self.environ = environ if environ is not None else os.environ
+        self._open: dict[str, SwitchDriver] = {}
+        self.connections = 0
 
     @classmethod
     def from_file(cls, path: Path) -> DriverExecutor:
@@ -38,21 +46,42 @@ class DriverExecutor:
         except DriverError as exc:
             raise ConfigError(f"inventory {path}: {exc}") from exc
 
+    def _driver(self, target: str) -> SwitchDriver:
+        driver = self._open.get(target)
+        if driver is None:
+            driver = self.inventory.driver(target, self.registry, self.environ)
+            driver.__enter__()
+            self.connections += 1
+            self._open[target] = driver
+        return driver
+
+    def _close(self, target: str) -> None:
+        driver = self._open.pop(target, None)
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                driver.__exit__(None, None, None)
+
+    def release(self) -> None:
+        for target in list(self._open):
+            self._close(target)
+
     def execute(self, step: Step) -> str:
+        reused = step.target in self._open
         try:
-            driver = self.inventory.driver(step.target, self.registry, self.environ)
-            with driver:
-                return self._run(driver, step)
+            try:
+                return self._run(self._driver(step.target), step)
+            except DriverError as exc:
+                self._close(step.target)  # the session may be broken: never reuse it after an error
+                if not reused or isinstance(exc, CoANak | Unsupported | InvalidArgument):
+                    raise
+                return self._run(self._driver(step.target), step)  # a kept session went stale: once more, fresh
         except (CoANak, Unsupported, InvalidArgument) as exc:  # driver messages name the switch and port
             raise PermanentStepError(f"{step.kind.value}: {exc}") from exc
         except DriverError as exc:
             raise TransientStepError(f"{step.kind.value}: {exc}") from exc
 
     @staticmethod
-    def _run(driver: object, step: Step) -> str:
-        from switch_drivers import SwitchDriver
-
-        assert isinstance(driver, SwitchDriver)
+    def _run(driver: SwitchDriver, step: Step) -> str:
         if step.kind is StepKind.SET_VLAN:
             if step.vlan is None:
                 raise PermanentStepError(f"set-vlan step for {step.target} {step.port} has no VLAN")

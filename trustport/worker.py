@@ -40,12 +40,18 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.on_event = on_event or (lambda _job, _message: None)
+        self._last_switch: str | None = None
 
     def run_once(self) -> Job | None:
-        """Claim one job and run it to completion, a retry or failure; None if nothing was runnable."""
-        job = self.queue.claim(self.worker_id, self.clock(), self.settings.lease)
+        """Claim one job and run it to completion, a retry or failure; None if nothing was runnable.
+        Jobs for the switch the executor is still logged in to are taken first."""
+        job = self.queue.claim(self.worker_id, self.clock(), self.settings.lease, prefer=self._last_switch)
+        if job is None or job.lock_key != self._last_switch:
+            self.executor.release()
         if job is None:
+            self._last_switch = None
             return None
+        self._last_switch = job.lock_key
         try:
             return self._run(job)
         except LeaseLost as exc:
@@ -88,16 +94,22 @@ class Worker:
     def drain(self, max_jobs: int = 1_000_000) -> list[Job]:
         """Run jobs until none is runnable now (jobs waiting for a retry later are left queued)."""
         done = []
-        for _ in range(max_jobs):
-            job = self.run_once()
-            if job is None:
-                break
-            done.append(job)
+        try:
+            for _ in range(max_jobs):
+                job = self.run_once()
+                if job is None:
+                    break
+                done.append(job)
+        finally:
+            self.executor.release()
         return done
 
     def run_forever(self, stop: Callable[[], bool], before_each: Callable[[], object] | None = None) -> None:
-        while not stop():
-            if before_each is not None:
-                before_each()
-            if self.run_once() is None:
-                time.sleep(self.settings.poll_seconds)
+        try:
+            while not stop():
+                if before_each is not None:
+                    before_each()
+                if self.run_once() is None:
+                    time.sleep(self.settings.poll_seconds)
+        finally:
+            self.executor.release()

@@ -175,3 +175,23 @@ def test_worker_killed_mid_job_resumes_and_applies_once(env: EnforceEnv, switch)
     assert state.ports["GigabitEthernet1/0/6"].vlan == 999
     applied = [c for c in state.commands if c.strip() == "switchport access vlan 999"]
     assert len(applied) == 1, state.commands
+
+
+def test_one_login_per_switch_when_draining_and_stale_sessions_are_replaced(env: EnforceEnv, switch) -> None:  # type: ignore[no-untyped-def]
+    env.write(coa=False)
+    for n, name in enumerate(("ldevid-ok", "idevid-ok", "rsa2048"), start=1):
+        env.connected_device(name, str(n), f"02-00-00-00-20-0{n}")
+    service = LifecycleService(env.config, env.store)
+    now = datetime.now(UTC)
+    for device in env.store.list_devices():
+        service.act(device, "quarantine", actor="test", reason="bulk", now=now)
+    worker = worker_for(env)
+    first = worker.run_once()
+    assert first is not None and first.state == "done"
+    executor = worker.executor
+    assert isinstance(executor, DriverExecutor) and executor.connections == 1
+    executor._open["access-1"].__exit__(None, None, None)  # the switch dropped the idle session  # noqa: SLF001
+    rest = worker.drain()
+    assert [j.state for j in rest] == ["done", "done"]
+    assert executor.connections == 2  # one fresh login after the stale one, shared by the remaining jobs
+    assert [p.vlan for p in switch.states["cisco_ios"].ports.values()][:3] == [999, 999, 999]
