@@ -190,7 +190,7 @@ def test_one_login_per_switch_when_draining_and_stale_sessions_are_replaced(env:
     assert first is not None and first.state == "done"
     executor = worker.executor
     assert isinstance(executor, DriverExecutor) and executor.connections == 1
-    executor._open["access-1"].__exit__(None, None, None)  # the switch dropped the idle session  # noqa: SLF001
+    executor._open["access-1"].__exit__(None, None, None)  # the switch dropped the idle session
     rest = worker.drain()
     assert [j.state for j in rest] == ["done", "done"]
     assert executor.connections == 2  # one fresh login after the stale one, shared by the remaining jobs
