@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from policy.errors import StoreError
 from policy.sql_schema import denied_certificates, lifecycle_events
 from policy.store_sql import SqlDeviceStore
 
@@ -47,7 +48,7 @@ class SqlLifecycleStore:
         try:
             with self.store.transaction("adding to the deny list") as conn:
                 conn.execute(denied_certificates.insert().values(**values))
-        except Exception as error:  # the store wraps IntegrityError; look at what caused it
+        except StoreError as error:  # the store translates IntegrityError; a duplicate means already denied
             if isinstance(error.__cause__, exc.IntegrityError):
                 return False
             raise

@@ -117,28 +117,16 @@ def read_certificate(path: Path) -> x509.Certificate:
     return load_pem_certificates(data, str(path))[0]
 
 
-def _standing_from_file(path: Path, config: TrustportConfig, facts: Any, now: Any) -> Any:
+def _standing_from_file(path: Path, authorizer: Any, facts: Any, now: Any) -> Any:
     """Verify a token file and bind it to the certificate given to ``decide`` (nothing is stored)."""
-    from policy.attestation import (
-        AttestationStanding,
-        DeviceBinding,
-        TokenRejected,
-        check_binding,
-        check_fresh,
-        parse_claims,
-        token_hash,
-        verify_signature,
-    )
+    from policy.attestation import AttestationStanding, DeviceBinding, TokenRejected, check_binding
+    from trustport.attest import AttestationService
     from trustport.cli_attest import read_small
 
-    settings = config.hook_settings().attestation
-    if settings is None:
-        raise TrustportError("--attestation needs an 'attestation:' section in the config (verifier keys)")
+    service = AttestationService(authorizer.settings.attestation, authorizer.store, authorizer.trust)
     token = read_small(str(path), "token").decode("ascii", "replace").strip()
     try:
-        raw, key = verify_signature(token, settings.load_keys())
-        claims = parse_claims(raw, token_hash(token), key.name)
-        check_fresh(claims, now, settings.max_age, settings.leeway)
+        claims = service.verify(token, now)
         binding = check_binding(claims, DeviceBinding(facts.spki_sha256, facts.fingerprint_sha256))
     except TokenRejected as exc:
         return AttestationStanding(None, f"{path.name} refused ({exc.reason}): {exc}")
@@ -172,7 +160,7 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     now = cli_base.now_utc()
     chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
     facts = facts_from_certificate(cert)
-    standing = _standing_from_file(attestation_file, config, facts, now) if attestation_file else None
+    standing = _standing_from_file(attestation_file, authorizer, facts, now) if attestation_file else None
     context = NetworkContext(nas_ip=nas_ip, nas_port=nas_port)
     result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing, context=context)
     decision = result.decision

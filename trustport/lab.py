@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from policy.model import DeviceKey, LifecycleState
 from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
+from trustport.cli_base import table
 from trustport.config import load_config
 from trustport.fake_verifier import new_signing_key, write_public_jwk
 from trustport.lab_attest import post_attestations
@@ -239,14 +240,6 @@ def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
 
 
 def format_rows(rows: list[LabRow]) -> str:
-    header = ("scenario", "expected", "got", "registry", "ms", "why")
-    table = [header] + [
+    return table(("scenario", "expected", "got", "registry", "ms", "why"), [
         (r.scenario.name, r.scenario.expected, r.got + ("" if r.as_expected else "  <-- UNEXPECTED"),
-         r.state_after, f"{r.result.seconds * 1000:.0f}", r.reasons) for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    lines = []
-    for row in table:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
-                     + "  " + row[-1])
-    return "\n".join(lines)
+         r.state_after, f"{r.result.seconds * 1000:.0f}", r.reasons) for r in rows])

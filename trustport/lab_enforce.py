@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 import radius_hooks
+from trustport.cli_base import table
 from trustport.pki import write_private
 
 PORT_COUNT = 8
@@ -160,10 +161,6 @@ def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> lis
 
 
 def format_story(rows: list[StoryRow]) -> str:
-    header = ("what happened", "switch port", "VLAN before", "after (read back)", "device re-authenticates",
-              "ms", "how")
-    table = [header] + [(r.step, r.port, str(r.before), str(r.after), r.reauth, f"{r.ms:.0f}", r.detail)
-                        for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-                     for row in table)
+    return table(("what happened", "switch port", "VLAN before", "after (read back)", "device re-authenticates",
+                  "ms", "how"),
+                 [(r.step, r.port, r.before, r.after, r.reauth, f"{r.ms:.0f}", r.detail) for r in rows])
