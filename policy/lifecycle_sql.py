@@ -54,12 +54,9 @@ class SqlLifecycleStore:
             raise
         return True
 
-    def denied(self, issuer: str, cert_serial: str) -> str | None:
-        """Why this certificate is denied, or None."""
-        query = sa.select(denied_certificates.c.reason, denied_certificates.c.time).where(
-            denied_certificates.c.issuer == issuer, denied_certificates.c.cert_serial == cert_serial.lower())
-        with self.store.transaction("checking the deny list") as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return f"on the local deny list since {row.time.isoformat()}" + (f": {row.reason}" if row.reason else "")
+    def denied_index(self) -> dict[tuple[str, str], str]:
+        """Every denied certificate -> why (the hook keeps this in memory)."""
+        with self.store.transaction("reading the deny list") as conn:
+            rows = conn.execute(sa.select(denied_certificates)).all()
+        return {(r.issuer, r.cert_serial): f"on the local deny list since {r.time.isoformat()}"
+                + (f": {r.reason}" if r.reason else "") for r in rows}

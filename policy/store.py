@@ -63,7 +63,8 @@ class DeviceStore(Protocol):
     ) -> DeviceRecord:
         """Change the given fields (None = leave as is); raises ``DeviceNotFound``."""
 
-    def append_decision(self, entry: DecisionLogEntry) -> None: ...
+    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen (one transaction)."""
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:
         """Newest first."""

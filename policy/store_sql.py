@@ -417,6 +417,10 @@ class SqlDeviceStore:
         The fingerprint and MUD URL are only overwritten when the facts carry them: the RADIUS path cannot
         always extract them, and a missing value there must not erase one learnt from a PEM.
         """
+        with self._transaction(f"recording device id {device_id} as seen") as conn:
+            self._seen(conn, device_id, facts, now)
+
+    def _seen(self, conn: Connection, device_id: int, facts: CertificateFacts, now: datetime) -> None:
         _aware(now, "now")
         values: dict[str, Any] = {
             "last_seen": now,
@@ -430,8 +434,7 @@ class SqlDeviceStore:
             values["spki_sha256"] = facts.spki_sha256
         if facts.mud_url is not None:
             values["mud_url"] = facts.mud_url
-        with self._transaction(f"recording device id {device_id} as seen") as conn:
-            result = conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
+        result = conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
         if result.rowcount == 0:
             raise DeviceNotFound(f"no device with id {device_id} in {self.display_url}")
 
@@ -464,7 +467,8 @@ class SqlDeviceStore:
 
     # -- decision log ----------------------------------------------------------------------------------------
 
-    def append_decision(self, entry: DecisionLogEntry) -> None:
+    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen, in the same transaction."""
         _aware(entry.time, "entry.time")
         ctx = entry.context
         values = {
@@ -482,6 +486,8 @@ class SqlDeviceStore:
             "reasons": json.dumps(list(entry.reasons)),
         }
         with self._transaction("appending to the decision log") as conn:
+            if seen is not None and entry.device_id is not None:
+                self._seen(conn, entry.device_id, seen, entry.time)
             conn.execute(decision_log.insert().values(**values))
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +48,27 @@ def device_label(facts: CertificateFacts) -> str:
     return str(key) if key else f"{facts.subject} @ {facts.issuer}"
 
 
+class DenyList:
+    """The local deny list, held in memory and re-read at most every ``ttl`` seconds (one query, not one per
+    authentication). A revoked device is also decommissioned in the registry, which is read on every
+    authentication, so the cache never lets it in."""
+
+    def __init__(self, load: Callable[[], Mapping[tuple[str, str], str]], ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._clock = clock
+        self._index: Mapping[tuple[str, str], str] = {}
+        self._loaded_at: float | None = None
+
+    def reason(self, issuer: str, cert_serial: str) -> str | None:
+        now = self._clock()
+        if self._loaded_at is None or now - self._loaded_at >= self._ttl:
+            self._index = self._load()
+            self._loaded_at = now
+        return self._index.get((issuer, cert_serial.lower()))
+
+
 class Authorizer:
     def __init__(self, settings: HookSettings, store: DeviceStore, trust: TrustMaterial,
                  attestation: AttestationGate | None = None,
@@ -78,7 +99,7 @@ class Authorizer:
         if settings.mud is not None:
             mud = MudLookup(settings.mud.directory, load_signers(settings.mud.signers), settings.mud.require_signature,
                             settings.mud.refresh_seconds)
-        return cls(settings, store, trust, gate, deny_list=SqlLifecycleStore(store).denied,
+        return cls(settings, store, trust, gate, deny_list=DenyList(SqlLifecycleStore(store).denied_index).reason,
                    sessions=SqlSessionStore(store), mud=mud)
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
@@ -107,16 +128,17 @@ class Authorizer:
         result = self.evaluate(facts, now, context=context)
         device = result.device
         key = device_key(facts)
+        seen = None
         if result.decision.register_pending and key is not None and result.verdict.kind is not None:
             device = self.store.register_pending(key, facts, result.verdict.kind, now)
         elif device is not None and result.decision.outcome is not Outcome.REJECT:
-            self.store.record_seen(device.id, facts, now)
-        self.record(now, device.id if device else None, device_label(facts), context, result.decision)
+            seen = facts
+        self.record(now, device.id if device else None, device_label(facts), context, result.decision, seen)
         return AuthResult(result.facts, result.verdict, device, result.decision, result.attestation)
 
     def record(self, now: datetime, device_id: int | None, label: str, context: NetworkContext,
-               decision: Decision) -> None:
+               decision: Decision, seen: CertificateFacts | None = None) -> None:
         self.store.append_decision(DecisionLogEntry(
             time=now, device_id=device_id, device=label, context=context, outcome=decision.outcome,
             vlan=decision.vlan, segment=decision.segment, reasons=decision.reasons,
-        ))
+        ), seen=seen)

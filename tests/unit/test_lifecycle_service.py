@@ -65,3 +65,24 @@ def test_cli_bulk_action_reports_each_device(env: AttestEnv) -> None:
     assert json.loads(revoke.output)["changed"][0]["denied"] is True
     again = CliRunner().invoke(cli, ["devices", "quarantine", "SN-0002", "--config", str(env.config_path)])
     assert again.exit_code == 2 and "decommissioned" in again.output
+
+
+def test_deny_list_cache_rereads_after_its_ttl() -> None:
+    from radius_hooks.service import DenyList
+
+    loads = []
+    index: dict[tuple[str, str], str] = {}
+    clock = [0.0]
+
+    def load() -> dict[tuple[str, str], str]:
+        loads.append(clock[0])
+        return dict(index)
+
+    deny = DenyList(load, ttl=5.0, clock=lambda: clock[0])
+    assert deny.reason("/CN=CA", "1F") is None
+    index[("/CN=CA", "1f")] = "stolen"
+    clock[0] = 4.9
+    assert deny.reason("/CN=CA", "1f") is None  # still the cached copy: one query per ttl, not per auth
+    clock[0] = 5.0
+    assert deny.reason("/CN=CA", "1F") == "stolen"
+    assert loads == [0.0, 5.0]
