@@ -16,7 +16,14 @@ from typing import Any, Protocol
 
 from policy.model import Decision, NetworkContext, Outcome
 from policy.sessions_sql import ACCT_KINDS
-from radius_hooks.attributes import RequestError, facts_from_pairs, network_context, request_pairs
+from radius_hooks.attributes import (
+    Pairs,
+    RequestError,
+    facts_from_pairs,
+    network_context,
+    normalise_serial,
+    request_pairs,
+)
 from radius_hooks.service import Authorizer, device_label
 from radius_hooks.settings import HookSettings
 
@@ -50,6 +57,14 @@ def vlan_reply(decision: Decision) -> ReplyPairs:
     if decision.filter_id:
         pairs += (("Filter-Id", ":=", decision.filter_id),)
     return pairs
+
+
+def _serial_of(pairs: Pairs) -> str:
+    """The certificate serial as check_eap_tls keyed it ('' when absent or not hex)."""
+    try:
+        return normalise_serial(pairs.first("TLS-Client-Cert-Serial") or "")
+    except RequestError:
+        return ""
 
 
 def _failure_summary(messages: tuple[str, ...]) -> list[str]:
@@ -143,8 +158,7 @@ class Hook:
                 return self.radiusd.RLM_MODULE_NOOP
             pairs = request_pairs(p)
             context = network_context(pairs)
-            serial = (pairs.first("TLS-Client-Cert-Serial") or "").lower().lstrip("0")
-            recent = self._decided.get((serial, context.calling_station_id or ""))
+            recent = self._decided.get((_serial_of(pairs), context.calling_station_id or ""))
             if recent is not None and time.monotonic() - recent < DEDUP_SECONDS:
                 return self.radiusd.RLM_MODULE_NOOP  # our own reject, already logged with its reasons
             subject = (pairs.first("TLS-Client-Cert-Subject") or "no certificate")[:300]
@@ -166,8 +180,7 @@ class Hook:
             return
         pairs = request_pairs(p)
         context = network_context(pairs)
-        serial = (pairs.first("TLS-Client-Cert-Serial") or "").lower().lstrip("0")
-        accepted = self._accepted.pop((serial, context.calling_station_id or ""), None)
+        accepted = self._accepted.pop((_serial_of(pairs), context.calling_station_id or ""), None)
         if accepted is None:
             return  # not an authentication this process decided (nothing verified to record)
         _, device_id, decision = accepted
