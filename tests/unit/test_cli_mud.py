@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import stat
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +18,8 @@ from pydantic import ValidationError
 from policy.errors import ConfigError
 from policy.mud_signature import local_file_names, local_signature_name
 from tests.pki_fixtures import DevicePki
+from tests.support.https_site import Site, serve_https
 from tests.unit.test_mud import lightbulb, sign
-from tests.unit.test_mud_fetch import Site, make_handler, server_certificate
 from trustport.cli_mud import mud
 from trustport.mud_config import MudConfig
 from trustport.pki import Issued, issue_device, make_ca
@@ -45,23 +42,10 @@ def signing() -> dict[str, Issued]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Site, Path]]:
     """An HTTPS MUD server on 127.0.0.1; yields its base URL, its routes and the PEM file of its CA."""
     root = tmp_path_factory.mktemp("https")
-    web_ca = make_ca("MUD test web CA", "trustport tests", now=NOW)
-    cert_path, key_path = server_certificate(web_ca).write(root, "server")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    site = Site()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(site))
-    httpd.daemon_threads = True
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    ca_file = root / "web-ca.pem"
-    ca_file.write_bytes(web_ca.cert_pem())
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}", site, ca_file
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_https(root) as (base, site, web_ca):
+        ca_file = root / "web-ca.pem"
+        ca_file.write_bytes(web_ca.cert_pem())
+        yield base, site, ca_file
 
 
 @pytest.fixture
