@@ -30,6 +30,7 @@ from policy.x509facts import facts_from_certificate, load_pem_certificates
 from radius_hooks.attestation_gate import AttestationSettings
 from radius_hooks.trust import TrustMaterial
 from trustport.chain import verify_chain
+from trustport.devices import resolve_device
 
 
 class AttestationDisabled(AttestationError):
@@ -87,12 +88,7 @@ class AttestationService:
                              "or send its certificate with the result")
 
     def resolve(self, ref: str) -> DeviceRecord:
-        if ref.isdigit() and (found := self.store.get_device(int(ref))) is not None:
-            return found
-        matches = [d for d in self.store.list_devices() if d.key.serial_number == ref]
-        if len(matches) != 1:
-            raise DeviceNotFound(f"no single device with id or serial {ref[:64]!r}")
-        return matches[0]
+        return resolve_device(self.store, ref)
 
     def import_token(self, token: str, now: datetime, *, device_ref: str | None = None,
                      certificate_pem: bytes | None = None) -> ImportOutcome:

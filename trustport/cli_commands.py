@@ -9,7 +9,7 @@ from typing import Any
 import click
 from cryptography import x509
 
-from policy.errors import CertificateError, DeviceNotFound, TrustportError
+from policy.errors import CertificateError, TrustportError
 from policy.lifecycle import ACTIONS, Action
 from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
@@ -18,6 +18,7 @@ from policy.x509facts import facts_from_certificate, load_pem_certificates
 from trustport import cli_base
 from trustport.cli_base import config_option
 from trustport.config import TrustportConfig, check_config, load_config
+from trustport.devices import resolve_device
 
 MAX_CERT_BYTES = 256 * 1024
 
@@ -211,21 +212,6 @@ def _device_row(d: DeviceRecord) -> tuple[Any, ...]:
 DEVICE_HEADERS = ("id", "serial", "state", "segment", "kind", "owner", "last seen", "issuer")
 
 
-def _resolve(store: SqlDeviceStore, ref: str) -> DeviceRecord:
-    """A device by registry id, or by serial number when that is unique."""
-    if ref.isdigit():
-        found = store.get_device(int(ref))
-        if found is not None:
-            return found
-    matches = [d for d in store.list_devices() if d.key.serial_number == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise TrustportError(f"serial {ref!r} is registered under {len(matches)} issuers; use the id "
-                             f"({', '.join(str(m.id) for m in matches)})")
-    raise DeviceNotFound(f"no device with id or serial {ref!r}; see 'trustport devices list'")
-
-
 @devices_group.command("list")
 @click.option("--state", type=click.Choice([s.value for s in LifecycleState]))
 @click.option("--json", "as_json", is_flag=True)
@@ -250,7 +236,7 @@ def devices_list(state: str | None, as_json: bool, config_file: Path) -> None:
 def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> None:
     store = _store(config_file)
     try:
-        record = _resolve(store, device)
+        record = resolve_device(store, device)
         log = store.decisions(record.id, limit=limit)
         events = SqlLifecycleStore(store).events(record.id, limit=limit)
     finally:
@@ -345,7 +331,7 @@ def _transition(action: Action) -> None:
         results, errors = [], []
         try:
             service = LifecycleService(config, store)
-            records = [_resolve(store, ref) for ref in devices]
+            records = [resolve_device(store, ref) for ref in devices]
             with click.progressbar(records, label=f"{action.name} {len(records)} devices", file=sys.stderr,
                                    show_pos=True) if len(records) > 1 and not as_json else _nullbar(records) as bar:
                 for record in bar:
