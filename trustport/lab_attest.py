@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import uvicorn
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from policy.x509facts import spki_der
 from trustport.api import create_app
@@ -44,23 +45,37 @@ class ApiServer:
         self.thread.join(timeout=10)
 
 
+class LabVerifier:
+    """The lab's stand-in verifier: signs an EAR for a device and posts it with the lab's API token."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        key = serialization.load_pem_private_key((lab.work / "verifier.key").read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        self.api_token = (lab.work / "api-token").read_text().strip()
+
+    def post(self, client: httpx.Client, serial: str, status: str, *, key_of: str | None = None,
+             now: datetime | None = None) -> httpx.Response:
+        """Post a result for ``serial`` attesting the key of ``key_of`` (default: its own)."""
+        akpub = spki_der(self.lab.certificate(key_of or serial))
+        ear = mint(self.key, status=status, now=now or datetime.now(UTC), akpub=akpub)
+        return client.post("/v1/attestation-results", json={"token": ear, "device": serial},
+                           headers={"Authorization": f"Bearer {self.api_token}"})
+
+
 def post_attestations(lab: Lab) -> list[str]:
     from trustport.lab import SCENARIOS
 
-    key = serialization.load_pem_private_key((lab.work / "verifier.key").read_bytes(), password=None)
-    token = (lab.work / "api-token").read_text().strip()
-    own_key = {s.serial: spki_der(lab.certificate(s.serial)) for s in SCENARIOS if s.attestation}
+    verifier = LabVerifier(lab)
     lines = []
     with ApiServer(lab) as api, httpx.Client(base_url=api.url, timeout=10) as client:
         for scenario in SCENARIOS:
             if scenario.attestation is None:
                 continue
-            foreign = scenario.attestation == "foreign"
-            akpub = own_key["SN-1001"] if foreign else own_key[scenario.serial]
-            ear = mint(key, status="affirming" if foreign else scenario.attestation, now=lab.now,  # type: ignore[arg-type]
-                       akpub=akpub)
-            reply = client.post("/v1/attestation-results", json={"token": ear, "device": scenario.serial},
-                                headers={"Authorization": f"Bearer {token}"})
+            foreign = scenario.attestation == "foreign"  # a genuine token, but for SN-1001's key
+            reply = verifier.post(client, scenario.serial, "affirming" if foreign else scenario.attestation,
+                                  key_of="SN-1001" if foreign else None, now=lab.now)
             body = reply.json()
             if reply.status_code != 201:
                 lines.append(f"{scenario.serial}: HTTP {reply.status_code} {body}")
@@ -74,11 +89,6 @@ def post_attestations(lab: Lab) -> list[str]:
 
 def post_token(lab: Lab, serial: str, status: str) -> dict[str, object]:
     """The lab's verifier posts a fresh result for ``serial`` to the REST API; returns the API's answer."""
-    key = serialization.load_pem_private_key((lab.work / "verifier.key").read_bytes(), password=None)
-    token = (lab.work / "api-token").read_text().strip()
-    ear = mint(key, status=status, now=datetime.now(UTC), akpub=spki_der(lab.certificate(serial)))  # type: ignore[arg-type]
     with ApiServer(lab) as api, httpx.Client(base_url=api.url, timeout=10) as client:
-        reply = client.post("/v1/attestation-results", json={"token": ear, "device": serial},
-                            headers={"Authorization": f"Bearer {token}"})
-    body: dict[str, object] = reply.json()
+        body: dict[str, object] = LabVerifier(lab).post(client, serial, status).json()
     return body
