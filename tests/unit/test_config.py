@@ -117,3 +117,25 @@ def test_database_password_is_hidden(pki: DevicePki, tmp_path: Path) -> None:
     config = load_config(write(tmp_path, data))
     assert "pg-secret-123" in config.database_url()
     assert "pg-secret-123" not in repr(config)
+
+
+@pytest.mark.parametrize(("enforcement", "where", "message"), [
+    ({"inventory": "missing.yaml", "nas": [{"nas_ip": "10.0.0.1", "switch": "sw"}]}, "enforcement.inventory",
+     "cannot read inventory"),
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1", "switch": "nope"}]}, "enforcement.nas.0.switch",
+     "not in the inventory"),
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1"}]}, "enforcement.nas.0", "coa and/or switch"),
+    ({"inventory": "inv.yaml", "nas": [{"switch": "sw"}]}, "enforcement.nas.0", "nas_ip or nas_identifier"),
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "not-an-ip", "switch": "sw"}]}, "enforcement.nas.0", "IPv4"),
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1", "switch": "sw", "coa_mode": "yell"}]},
+     "enforcement.nas.0.coa_mode", "reauth"),
+    ({"inventory": "inv.yaml", "nas": []}, "enforcement.nas", "at least 1"),
+])
+def test_enforcement_section_problems(pki: DevicePki, tmp_path: Path, enforcement: dict[str, object], where: str,
+                                      message: str) -> None:
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump({"switches": {"sw": {
+        "driver": "cisco_ios", "address": "10.0.0.2", "options": {"username": "u", "password_env": "X"}}}}))
+    data = good_config(pki)
+    data["enforcement"] = enforcement
+    _, problems = check_config(write(tmp_path, data))
+    assert any(where in p.location and message in p.message for p in problems), problems

@@ -180,3 +180,28 @@ def test_reply_carries_filter_id_when_the_policy_names_one() -> None:
     pairs = vlan_reply(Decision(Outcome.ACCEPT, 40, "cameras", ("r",), filter_id="CAMERA-ACL"))
     assert ("Filter-Id", ":=", "CAMERA-ACL") in pairs
     assert vlan_reply(Decision(Outcome.REJECT, None, None, ("r",))) == ()
+
+
+def test_accounting_garbage_never_raises_and_reports(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
+    instance, radiusd = hook
+    for request in _garbage(pki) + [{"request": (("Acct-Status-Type", "Teleport"),)},
+                                    {"request": (("Acct-Status-Type", "Start"), ("Calling-Station-Id", "x" * 5000))}]:
+        assert instance.accounting(request) in (OK, FAIL)
+    start = {"request": (("Acct-Status-Type", "Start"), ("Acct-Session-Id", "A" * 400), ("NAS-IP-Address", "10.0.0.1"),
+                         ("Calling-Station-Id", "aa:bb:cc:dd:ee:ff"), ("NAS-Port", "7"))}
+    assert instance.accounting(start) == OK
+    sessions = instance.authorizer.sessions.all_active()  # type: ignore[union-attr]
+    (session,) = [s for s in sessions if s.calling_station_id == "AA-BB-CC-DD-EE-FF"]
+    assert len(session.acct_session_id or "") == 253  # cut, not refused
+    assert all(len(s.calling_station_id) <= 64 for s in sessions)  # the oversize MAC was cut too
+    assert any("ignoring Acct-Status-Type 'Teleport'" in line for _, line in radiusd.lines)
+
+
+def test_accounting_store_failure_asks_the_nas_to_retransmit(hook: tuple[Hook, FakeRadiusd]) -> None:
+    instance, _ = hook
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("disk full")
+
+    instance.authorizer.sessions.accounting = broken  # type: ignore[union-attr, method-assign, assignment]
+    assert instance.accounting({"request": (("Acct-Status-Type", "Stop"),)}) == FAIL
