@@ -95,7 +95,7 @@ def single(work: Path, runs: int) -> tuple[float, float]:
         stack.callback(server.stop)
         pki = build_test_pki(work / "pki")
         config = load_config(write_config(work, pki, [server], runs + 1))
-        store = SqlDeviceStore(config.database_url())
+        store = SqlDeviceStore(config.database_url(), create=True)
         devices = add_devices(store, 1, runs)
         driver_times = []
         options = {"username": "admin", "password": "fake-pass-123", "enable_secret": "fake-enable-456",
@@ -134,7 +134,7 @@ def bulk(work: Path, switches: int, ports: int, workers: int) -> tuple[float, in
             stack.callback(server.stop)
         pki = build_test_pki(work / "pki")
         config = load_config(write_config(work, pki, servers, ports))
-        store = SqlDeviceStore(config.database_url())
+        store = SqlDeviceStore(config.database_url(), create=True)
         stack.callback(store.close)
         devices = add_devices(store, switches, ports)
         service = LifecycleService(config, store)

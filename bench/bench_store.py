@@ -53,7 +53,7 @@ def row(name: str, samples: list[float]) -> str:
 
 
 def bench(label: str, url: str, n: int) -> None:
-    with SqlDeviceStore(url) as store:
+    with SqlDeviceStore(url, create=True) as store:
         keys = [DeviceKey("/CN=Bench CA", f"SN-{i:05d}") for i in range(200)]
         for i, key in enumerate(keys):
             facts = CertificateFacts(

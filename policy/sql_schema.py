@@ -1,7 +1,9 @@
 """The registry database schema (SQLAlchemy Core): one ``metadata`` for every table trustport keeps.
 
 The device store and its companions (attestation results, lifecycle audit, sessions, enforcement jobs) all
-create their tables from this metadata on first use, so one ``create_all`` makes the whole schema.
+keep their tables in this metadata, so one ``create_all`` makes the whole schema. Only ``trustport db init``
+(and the lab and test fixtures) runs it: a runtime reader never creates a schema, so a registry that vanished
+cannot silently come back empty (without its devices and deny list).
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ schema_version = sa.Table(
     metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("applied_at", UtcDateTime, nullable=True),
+)
+
+# The registry's identity, written once by ``trustport db init``: ``application`` = "trustport" tells a
+# trustport registry from any other database on SQLite and PostgreSQL alike, ``registry_id`` (a random UUID)
+# tells this registry from another trustport registry put in its place. The version stays in schema_version.
+trustport_meta = sa.Table(
+    "trustport_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 devices = sa.Table(
@@ -120,6 +132,17 @@ attestation_nonces = sa.Table(
     sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
     sa.Column("issued_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Every attestation result trustport has processed, by token hash and by ``jti``: a token (or token id) is used
+# once, for one device. Kept when the device is deleted, so its tokens cannot be replayed for a re-registered one.
+attestation_seen = sa.Table(
+    "attestation_seen",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("jti", sa.String(256), unique=True),  # NULL when the verifier sets none (NULLs never collide)
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="SET NULL")),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
 )
 
 reevaluations = sa.Table(

@@ -4,19 +4,32 @@ SQLAlchemy Core (no ORM) keeps the statements visible and identical on both back
 or driver exception is translated here into ``StoreError`` whose text names the database with its password
 hidden, so a log line or a traceback never carries the credential. Timeouts are short on purpose: the RADIUS
 hook calls this on the authentication path, and a slow database must fail closed instead of hanging radiusd.
+
+A registry is never created as a side effect: only a store built with ``create=True`` (``trustport db init``,
+the lab, test fixtures) makes the schema. Every other store checks before its first statement, again after any
+failed statement, and again whenever the SQLite file's inode, size or mtime changed (one ``os.stat`` per
+transaction, and one after it), that the database is a complete trustport registry; a missing, empty,
+truncated, foreign or corrupt one raises ``StoreError``, so the hook rejects instead of quarantining revoked
+devices from an empty table or answering from pages cached before the file was replaced.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
 import sqlite3
+import stat
+import struct
 import threading
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +40,7 @@ from sqlalchemy.pool import StaticPool
 
 from policy.errors import DeviceExists, DeviceNotFound, StoreError
 from policy.model import (
+    AuditNote,
     CertificateFacts,
     CertKind,
     DecisionLogEntry,
@@ -40,11 +54,17 @@ from policy.sql_schema import (
     UtcDateTime,
     decision_log,
     devices,
+    lifecycle_events,
     metadata,
     schema_version,
+    trustport_meta,
 )
 
 SCHEMA_VERSION: Final = 1
+APPLICATION: Final = "trustport"  # trustport_meta 'application'
+SQLITE_APPLICATION_ID: Final = 0x54505254  # "TPRT", in the SQLite header (``file`` shows it; foreign ids refused)
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})  # made before trustport_meta
 _SCHEMA_LOCK_KEY: Final = 0x7472_7573_7470  # PostgreSQL advisory lock id for schema creation ("trustp")
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_ALIASES: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
@@ -85,16 +105,60 @@ def _parse_url(url: str) -> URL:
     )
 
 
+class RegistryState(enum.Enum):
+    """What a look at the registry database found; only ``HEALTHY`` may be read or written."""
+
+    HEALTHY = "healthy"
+    MISSING = "missing"
+    EMPTY = "empty"
+    FOREIGN = "not a trustport registry"
+    CORRUPT = "corrupt"
+    UNSUPPORTED = "of an unsupported schema version"
+    REPLACED = "replaced by another registry"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class RegistryHealth:
+    """The registry as ``trustport db status`` shows it; ``problem`` says what is wrong and what to do."""
+
+    url: str
+    state: RegistryState
+    problem: str | None = None
+    schema_version: int | None = None
+    registry_id: str | None = None
+    devices: int | None = None
+    identity_recorded: bool = True  # False: made before trustport_meta existed ('trustport db init' records it)
+    error: BaseException | None = field(default=None, compare=False, repr=False)  # the driver's, if one was raised
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is RegistryState.HEALTHY
+
+
+_FileId = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns of the SQLite file
+
+
+def _file_id(path: Path) -> _FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class SqlDeviceStore:
     """``DeviceStore`` over SQLAlchemy Core.
 
-    Nothing touches the database until the first call (or ``ensure_schema()``), which creates the tables if
-    missing; so radiusd can start while the database is down and fail closed per request until it is back.
+    Nothing touches the database until the first call (or ``ensure_schema()``), so radiusd can start while the
+    database is down and fail closed per request until it is back. Only with ``create=True`` does that first
+    call create a missing or empty registry; otherwise it raises ``StoreError`` naming what is wrong.
     ``statement_timeout_s`` bounds how long one statement may wait (PostgreSQL ``statement_timeout``, SQLite
     ``busy_timeout``) and ``connect_timeout_s`` bounds connecting and waiting for a pooled connection.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 3.0, statement_timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, *, connect_timeout_s: float = 3.0, statement_timeout_s: float = 2.0,
+                 create: bool = False) -> None:
         if connect_timeout_s <= 0 or statement_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         self._url = _parse_url(url)
@@ -102,8 +166,11 @@ class SqlDeviceStore:
         self.display_url = self._url.render_as_string(hide_password=True)
         self._is_sqlite = self._url.get_backend_name() == "sqlite"
         self._sqlite_path = self._sqlite_file(self._url) if self._is_sqlite else None
+        self._create = create
         self._schema_lock = threading.Lock()
-        self._schema_ready = False
+        self._schema_ready = False  # verified, and the file (if any) unchanged since: see ensure_schema
+        self._file_seen: _FileId | None = None  # the SQLite file as it was when last verified
+        self._registry_id: str | None = None  # pinned at the first successful check
         try:
             self._engine = self._create_engine(connect_timeout_s, statement_timeout_s)
         except (exc.SQLAlchemyError, ImportError) as e:
@@ -125,31 +192,37 @@ class SqlDeviceStore:
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-        return Path(database)
+        return Path(os.path.abspath(database))  # pinned now: a later chdir must not move the registry
 
     def _create_engine(self, connect_timeout_s: float, statement_timeout_s: float) -> Engine:
         pool_timeout = connect_timeout_s
         if self._is_sqlite:
             busy_ms = round(statement_timeout_s * 1000)
             sqlite_args: dict[str, Any] = {"check_same_thread": False, "timeout": statement_timeout_s}
-            if self._sqlite_path is None:
+            path = self._sqlite_path
+            if path is None:
                 # In memory: one shared connection, else each pooled connection sees its own empty database.
                 engine = sa.create_engine(
                     self._url, connect_args=sqlite_args, poolclass=StaticPool, hide_parameters=True
                 )
             else:
+                # mode=rw: opening never creates the file (sqlite3.connect would, empty); only
+                # _prepare_sqlite_file does, for a store built with create=True.
+                target = f"file:{urllib.parse.quote(str(path))}?mode=rw"
+
+                def connect() -> sqlite3.Connection:
+                    return sqlite3.connect(target, timeout=statement_timeout_s, check_same_thread=False, uri=True)
+
                 engine = sa.create_engine(
-                    self._url, connect_args=sqlite_args, pool_timeout=pool_timeout, hide_parameters=True
+                    self._url, creator=connect, pool_timeout=pool_timeout, hide_parameters=True
                 )
-            in_memory = self._sqlite_path is None
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                # Nothing here writes to the file: WAL is switched on only once the file is known to be ours.
                 cursor = dbapi_connection.cursor()
                 try:
                     cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
-                    if not in_memory:
-                        _enable_wal(cursor, busy_ms / 1000)
                     cursor.execute("PRAGMA synchronous=NORMAL")
                     cursor.execute("PRAGMA foreign_keys=ON")
                 finally:
@@ -185,47 +258,238 @@ class SqlDeviceStore:
         finally:
             os.close(fd)
 
+    def _file_unchanged(self) -> bool:
+        return self._sqlite_path is None or _file_id(self._sqlite_path) == self._file_seen
+
     def ensure_schema(self) -> None:
-        """Create missing tables and check the schema version; done once, on first use."""
-        if self._schema_ready:
+        """Check that the registry is a healthy trustport registry; with ``create=True``, create it if missing.
+
+        Done on first use, and again after a failed statement or when the SQLite file's inode, size or mtime
+        changed (a checkpoint, or someone truncating, replacing or deleting it): one ``os.stat`` per call.
+        """
+        if self._schema_ready and self._file_unchanged():
             return
         with self._schema_lock:
-            if self._schema_ready:
+            if self._schema_ready and self._file_unchanged():
                 return
-            try:
-                self._prepare_sqlite_file()
-            except OSError as e:
-                raise StoreError(
-                    f"cannot create the SQLite database {self.display_url}: {e.strerror or e}; "
-                    "create its directory or choose a path this user can write"
-                ) from e
-            with self._translated("creating the schema"):
-                self._create_schema()
+            self._schema_ready = False
+            path = self._sqlite_path
+            before = _file_id(path) if path is not None else None
+            damaged = self._sqlite_file_problem(path) if path is not None else None
+            if damaged is not None and not (self._create and damaged.state in (RegistryState.MISSING,
+                                                                               RegistryState.EMPTY)):
+                # Keep the open connections: closing the last one would checkpoint the WAL into a damaged file.
+                raise StoreError(damaged.problem or f"registry {self.display_url} is {damaged.state.value}")
+            self._engine.dispose()  # no page cached from the file as it was: every connection opens it afresh
+            health = self.inspect()
+            if self._create and (health.state in (RegistryState.MISSING, RegistryState.EMPTY)
+                                 or (health.healthy and not health.identity_recorded)):
+                self._initialise()
+                before = _file_id(self._sqlite_path) if self._sqlite_path is not None else None
+                health = self.inspect()
+            if not health.healthy:
+                raise StoreError(health.problem or f"registry {self.display_url} is {health.state.value}"
+                                 ) from health.error
+            if self._registry_id is not None and health.registry_id != self._registry_id:
+                raise StoreError(self._problem(RegistryState.REPLACED, (
+                    f"its registry id is {health.registry_id}, this process opened {self._registry_id}")))
+            if self._sqlite_path is not None:
+                with self._translated("switching the registry to WAL"), self._engine.connect() as conn:
+                    if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+                        _switch_to_wal(conn)
+                after = _file_id(self._sqlite_path)
+                if before is None or after is None or before[:2] != after[:2]:
+                    raise StoreError(self._problem(RegistryState.REPLACED, "the file changed while it was checked"))
+                self._file_seen = after
+            self._registry_id = self._registry_id or health.registry_id
             self._schema_ready = True
+
+    def initialise(self, *, integrity: bool = True) -> tuple[str, RegistryHealth]:
+        """``trustport db init``: create a missing or empty registry, record the identity of one made before
+        trustport recorded it, leave a healthy one alone, refuse anything else. Returns what was done
+        ("created", "identity recorded" or "unchanged") and the registry as it is now."""
+        if not self._create:
+            raise ValueError("initialise() needs a store built with create=True")
+        with self._schema_lock:
+            self._schema_ready = False
+            self._engine.dispose()
+            health = self.inspect(integrity=integrity)
+            if health.healthy and health.identity_recorded:
+                return "unchanged", health
+            if health.state not in (RegistryState.MISSING, RegistryState.EMPTY) and not health.healthy:
+                raise StoreError(health.problem or f"registry {self.display_url} is {health.state.value}"
+                                 ) from health.error
+            done = "created" if not health.healthy else "identity recorded"
+            self._initialise()
+            health = self.inspect(integrity=integrity)
+            if not health.healthy:  # pragma: no cover - what we just made must pass our own check
+                raise StoreError(health.problem or f"registry {self.display_url} is {health.state.value}")
+            return done, health
+
+    def _initialise(self) -> None:
+        try:
+            self._prepare_sqlite_file()
+        except OSError as e:
+            raise StoreError(
+                f"cannot create the SQLite database {self.display_url}: {e.strerror or e}; "
+                "create its directory or choose a path this user can write"
+            ) from e
+        with self._translated("creating the schema"):
+            self._create_schema()
+            if self._sqlite_path is not None:
+                self._engine.dispose()  # a fresh connection: one that ran DDL keeps statements that block a checkpoint
+                with self._engine.connect() as conn:
+                    _switch_to_wal(conn)
+                    # Everything into the main file now, so a copy of it alone is a complete registry.
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _create_schema(self) -> None:
         with self._engine.begin() as conn:
-            # Two servers starting together on an empty database must not both run CREATE TABLE: take a lock
+            # Two servers initialising an empty database together must not both run CREATE TABLE: take a lock
             # first, so the second one waits and then finds the tables made.
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite has not begun yet: DDL does not autobegin
+            tables = set(sa.inspect(conn).get_table_names())
+            if tables and not (tables >= _LEGACY_TABLES or trustport_meta.name in tables):
+                raise StoreError(self._problem(RegistryState.FOREIGN, _foreign_tables(tables)))
             metadata.create_all(conn)
             found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one_or_none()
             if found is None:
                 conn.execute(
                     schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.current_timestamp())
                 )
-            elif found > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database {self.display_url} has schema version {found}, newer than this trustport "
-                    f"understands ({SCHEMA_VERSION}); upgrade trustport or point it at another database"
-                )
-            elif found < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
-                raise StoreError(
-                    f"database {self.display_url} has schema version {found}; migrate it to {SCHEMA_VERSION}"
-                )
+            elif found != SCHEMA_VERSION:
+                raise StoreError(self._version_problem(found))
+            have = set(conn.execute(sa.select(trustport_meta.c.key)).scalars())
+            identity = {"application": APPLICATION, "registry_id": str(uuid.uuid4()),
+                        "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            for key, value in identity.items():
+                if key not in have:
+                    conn.execute(trustport_meta.insert().values(key=key, value=value))
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA application_id={SQLITE_APPLICATION_ID:d}")
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def _problem(self, state: RegistryState, reason: str) -> str:
+        where = f"registry {self.display_url}"
+        if state in (RegistryState.MISSING, RegistryState.EMPTY):
+            return (f"{where} is {state.value}: {reason}; run 'trustport db init' to create a new one, "
+                    "or restore the backup")
+        if state is RegistryState.REPLACED:
+            return (f"{where} was {state.value}: {reason}; restore the original file, or restart the service to use "
+                    "the new registry")
+        if state is RegistryState.UNREACHABLE:
+            return f"{where} cannot be used: {reason}"
+        aside = ("move the file aside and run 'trustport db init' to create a new one" if self._sqlite_path
+                 else "point database.url at an empty database and run 'trustport db init'")
+        return f"{where} is {state.value}: {reason}; {aside}, or restore the backup"
+
+    def _version_problem(self, found: int) -> str:
+        if found > SCHEMA_VERSION:
+            return (f"registry {self.display_url} has schema version {found}, newer than this trustport "
+                    f"understands ({SCHEMA_VERSION}); upgrade trustport or point it at another database")
+        return f"registry {self.display_url} has schema version {found}; migrate it to {SCHEMA_VERSION}"
+
+    def _unhealthy(self, state: RegistryState, reason: str, error: BaseException | None = None) -> RegistryHealth:
+        return RegistryHealth(self.display_url, state, self._problem(state, reason), error=error)
+
+    def inspect(self, *, integrity: bool = False) -> RegistryHealth:
+        """Look at the registry without changing it (``trustport db status``); never raises ``StoreError``.
+
+        ``integrity`` adds SQLite's ``PRAGMA quick_check`` (reads every page: for operators, not for each
+        authentication)."""
+        if self._sqlite_path is not None:
+            found = self._sqlite_file_problem(self._sqlite_path)
+            if found is not None:
+                return found
+        try:
+            with self._engine.connect() as conn:
+                return self._inspect_schema(conn, integrity)
+        except exc.SQLAlchemyError as e:
+            return self._health_from_error(e)
+
+    def _sqlite_file_problem(self, path: Path) -> RegistryHealth | None:
+        """What the file itself shows, before SQLite opens it (which would write to an empty file)."""
+        for attempt in range(4):
+            try:
+                st = os.stat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    return self._unhealthy(RegistryState.FOREIGN, f"{path} is not a regular file")
+                if st.st_size == 0:
+                    return self._unhealthy(RegistryState.EMPTY, "the file has 0 bytes")
+                with open(path, "rb") as file:
+                    head = file.read(100)
+            except (FileNotFoundError, NotADirectoryError):
+                deleted = " (it was deleted or moved while in use)" if self._file_seen is not None else ""
+                return self._unhealthy(RegistryState.MISSING, f"{path} does not exist{deleted}")
+            except OSError as e:
+                return self._unhealthy(RegistryState.UNREACHABLE, f"cannot read {path}: {e.strerror or e}; check "
+                                       "that the file and its directory are readable by this user")
+            found = _sqlite_header_problem(head, st.st_size, self._registry_id is not None)
+            if found is None:
+                return None
+            state, reason = found
+            if state is not RegistryState.CORRUPT or attempt == 3:
+                return self._unhealthy(state, reason)
+            # The header can run ahead of the file while another process checkpoints: look again shortly.
+            time.sleep(0.002 * (attempt + 1))
+        return None  # pragma: no cover - the loop returns
+
+    def _inspect_schema(self, conn: Connection, integrity: bool) -> RegistryHealth:
+        inspector = sa.inspect(conn)
+        tables = set(inspector.get_table_names())
+        if not tables:
+            return self._unhealthy(RegistryState.EMPTY, "the database has no tables")
+        registry_id = None
+        recorded = trustport_meta.name in tables
+        if recorded:
+            meta = {str(k): str(v) for k, v in conn.execute(sa.select(trustport_meta.c.key, trustport_meta.c.value))}
+            if meta.get("application") != APPLICATION:
+                return self._unhealthy(RegistryState.FOREIGN, f"its trustport_meta names application "
+                                                              f"{meta.get('application')!r}")
+            registry_id = meta.get("registry_id")
+        elif not tables >= _LEGACY_TABLES:
+            return self._unhealthy(RegistryState.FOREIGN, _foreign_tables(tables))
+        if conn.dialect.name == "sqlite":
+            app_id = conn.exec_driver_sql("PRAGMA application_id").scalar()
+            if app_id not in (0, SQLITE_APPLICATION_ID):
+                return self._unhealthy(RegistryState.FOREIGN, f"its SQLite application_id is {app_id:#x}, "
+                                                              f"trustport's is {SQLITE_APPLICATION_ID:#x}")
+        if schema_version.name not in tables:
+            return self._unhealthy(RegistryState.CORRUPT, "its schema_version table is missing")
+        version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one_or_none()
+        if version is None:
+            return self._unhealthy(RegistryState.CORRUPT, "its schema_version table is empty")
+        if version != SCHEMA_VERSION:
+            return RegistryHealth(self.display_url, RegistryState.UNSUPPORTED, self._version_problem(version),
+                                  schema_version=version, registry_id=registry_id)
+        expected = set(metadata.tables) - ({trustport_meta.name} if not recorded else set())
+        missing = sorted(expected - tables)
+        if missing:
+            return self._unhealthy(RegistryState.CORRUPT, f"table(s) {', '.join(missing)} are missing")
+        for name in sorted(expected):
+            present = {column["name"] for column in inspector.get_columns(name)}
+            lacking = sorted(set(metadata.tables[name].columns.keys()) - present)
+            if lacking:
+                return self._unhealthy(RegistryState.CORRUPT, f"table {name} lacks column(s) {', '.join(lacking)}")
+        count = conn.execute(sa.select(sa.func.count()).select_from(devices)).scalar_one()
+        if integrity and conn.dialect.name == "sqlite":
+            result = [str(r) for r in conn.exec_driver_sql("PRAGMA quick_check(5)").scalars()]
+            if result != ["ok"]:
+                found = [line for r in result for line in r.splitlines() if line and not line.startswith("***")]
+                return self._unhealthy(RegistryState.CORRUPT, "PRAGMA quick_check: " + "; ".join(found)[:500])
+        return RegistryHealth(self.display_url, RegistryState.HEALTHY, None, version, registry_id, count,
+                              identity_recorded=recorded)
+
+    def _health_from_error(self, error: exc.SQLAlchemyError) -> RegistryHealth:
+        detail: object = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+        reason = self._scrub((str(detail).strip().splitlines() or [type(detail).__name__])[0])
+        if _is_damage(error):
+            return self._unhealthy(RegistryState.CORRUPT, reason, error)
+        return self._unhealthy(RegistryState.UNREACHABLE, f"{reason}; {self._hint(error)}", error)
 
     # -- error translation -----------------------------------------------------------------------------------
 
@@ -234,24 +498,34 @@ class SqlDeviceStore:
             text = text.replace(self._password, "***")
         return text
 
-    def _store_error(self, action: str, error: BaseException) -> StoreError:
-        detail: object = error
-        if isinstance(error, exc.DBAPIError) and error.orig is not None:
-            detail = error.orig
-        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0]
+    def _hint(self, error: BaseException) -> str:
         if isinstance(error, exc.IntegrityError):
-            hint = "the change conflicts with data already stored"
-        elif isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | ImportError):
-            hint = (
+            return "the change conflicts with data already stored"
+        if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | ImportError):
+            return (
                 "check that the file and its directory are writable by this user and no other process holds "
                 "a long write lock"
                 if self._is_sqlite
                 else "check that the server is running and reachable, the credentials in the URL are right, "
                 "and nothing holds long locks"
             )
-        else:
-            hint = "check that the URL points at a trustport database"
-        return StoreError(self._scrub(f"{action} failed on database {self.display_url}: {reason}; {hint}"))
+        return "check that the URL points at a trustport database"
+
+    def _store_error(self, action: str, error: BaseException) -> StoreError:
+        detail: object = error
+        if isinstance(error, exc.DBAPIError) and error.orig is not None:
+            detail = error.orig
+        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0]
+        if isinstance(error, exc.SQLAlchemyError) and not isinstance(error, exc.IntegrityError):
+            # The database failed under us: check it again, from fresh connections, before the next statement.
+            self._schema_ready = False
+            damaged = self._sqlite_file_problem(self._sqlite_path) if self._sqlite_path is not None else None
+            if damaged is not None and damaged.problem is not None:
+                return StoreError(self._scrub(f"{action} failed: {damaged.problem} ({reason})"))
+            if _is_damage(error):
+                return StoreError(self._scrub(f"{action} failed: {self._problem(RegistryState.CORRUPT, reason)}"))
+        return StoreError(self._scrub(f"{action} failed on database {self.display_url}: {reason}; "
+                                      f"{self._hint(error)}"))
 
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
@@ -263,8 +537,25 @@ class SqlDeviceStore:
     @contextmanager
     def _transaction(self, action: str) -> Iterator[Connection]:
         self.ensure_schema()
+        opened = self._file_seen
         with self._translated(action), self._engine.begin() as conn:
             yield conn
+        self._check_unchanged(action, opened)
+
+    def _check_unchanged(self, action: str, opened: _FileId | None) -> None:
+        """After the commit: a file replaced or deleted meanwhile took the change with it (fail, so the hook
+        rejects); changed in place (a checkpoint, or damage) is checked now."""
+        if self._sqlite_path is None or opened is None:
+            return
+        now = _file_id(self._sqlite_path)
+        if now == opened:
+            return
+        self._schema_ready = False
+        if now is None or now[:2] != opened[:2]:
+            gone = "deleted" if now is None else "replaced"
+            raise StoreError(f"{action} on registry {self.display_url} was lost: the file was {gone} while in use; "
+                             "find out what changed it and restore the backup if needed")
+        self.ensure_schema()
 
     def transaction(self, action: str) -> AbstractContextManager[Connection]:
         """A transaction on the registry database, for companion stores that share its engine and schema."""
@@ -422,16 +713,19 @@ class SqlDeviceStore:
 
     def _seen(self, conn: Connection, device_id: int, facts: CertificateFacts, now: datetime) -> None:
         _aware(now, "now")
+        # The certificate binding is written once (first use) and never overwritten here: another certificate
+        # with the same issuer and serial number is not this device (see bind_certificate for a re-bind).
         values: dict[str, Any] = {
             "last_seen": now,
             "first_seen": sa.func.coalesce(devices.c.first_seen, sa.literal(now, UtcDateTime)),
-            "cert_serial": facts.cert_serial,
+            "cert_serial": sa.func.coalesce(devices.c.cert_serial, sa.literal(facts.cert_serial)),
             "updated_at": now,
         }
         if facts.fingerprint_sha256:
-            values["fingerprint_sha256"] = normalize_fingerprint(facts.fingerprint_sha256)
+            values["fingerprint_sha256"] = sa.func.coalesce(
+                devices.c.fingerprint_sha256, sa.literal(normalize_fingerprint(facts.fingerprint_sha256)))
         if facts.spki_sha256:
-            values["spki_sha256"] = facts.spki_sha256
+            values["spki_sha256"] = sa.func.coalesce(devices.c.spki_sha256, sa.literal(facts.spki_sha256))
         if facts.mud_url is not None:
             values["mud_url"] = facts.mud_url
         result = conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
@@ -467,8 +761,34 @@ class SqlDeviceStore:
 
     # -- decision log ----------------------------------------------------------------------------------------
 
-    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None) -> None:
-        """Append to the log; with ``seen``, also record the device as seen, in the same transaction."""
+    def bind_certificate(self, device_id: int, facts: CertificateFacts, now: datetime,
+                         audit: AuditNote) -> DeviceRecord:
+        _aware(now, "now")
+        fingerprint = facts.fingerprint_sha256
+        values = {"cert_serial": facts.cert_serial, "updated_at": now,
+                  "fingerprint_sha256": normalize_fingerprint(fingerprint) if fingerprint else None,
+                  "spki_sha256": facts.spki_sha256}
+        if facts.mud_url is not None:
+            values["mud_url"] = facts.mud_url
+        with self._transaction(f"binding device id {device_id} to a certificate") as conn:
+            result = conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
+            if result.rowcount == 0:
+                raise DeviceNotFound(f"no device with id {device_id} in {self.display_url}")
+            self._audit(conn, device_id, now, audit)
+            record = self._one(conn, devices.c.id == device_id)
+        assert record is not None  # updated in this transaction
+        return record
+
+    @staticmethod
+    def _audit(conn: Connection, device_id: int, now: datetime, audit: AuditNote) -> None:
+        conn.execute(lifecycle_events.insert().values(
+            device_id=device_id, time=now, actor=audit.actor[:200], action=audit.action[:32],
+            from_state=audit.state, to_state=audit.state, reason=audit.reason[:2000]))
+
+    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
+                        audit: AuditNote | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen, and with ``audit`` an audit entry,
+        in the same transaction."""
         _aware(entry.time, "entry.time")
         ctx = entry.context
         values = {
@@ -488,6 +808,8 @@ class SqlDeviceStore:
         with self._transaction("appending to the decision log") as conn:
             if seen is not None and entry.device_id is not None:
                 self._seen(conn, entry.device_id, seen, entry.time)
+            if audit is not None and entry.device_id is not None:
+                self._audit(conn, entry.device_id, entry.time, audit)
             conn.execute(decision_log.insert().values(**values))
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:
@@ -527,12 +849,65 @@ class SqlDeviceStore:
         )
 
     def ping(self) -> None:
-        """Round trip to the database (``SELECT 1``); raises ``StoreError`` when it is unreachable."""
+        """Round trip to the database (``SELECT 1``) after the registry check; raises ``StoreError`` when it is
+        unreachable or not a healthy trustport registry (the API's /healthz, the hook at start)."""
         with self._transaction("checking the database") as conn:
             conn.execute(sa.text("SELECT 1")).scalar_one()
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _sqlite_header_problem(head: bytes, size: int, ours: bool) -> tuple[RegistryState, str] | None:
+    """The first 100 bytes of a SQLite file against its size (https://sqlite.org/fileformat.html#the_database_header):
+    a file shorter than the page count its header records was truncated. ``ours``: the file was verified as a
+    registry with a recorded identity, so its header must carry trustport's application id."""
+    if not head.startswith(_SQLITE_MAGIC[: len(head)]) or (len(head) >= 16 and head[:16] != _SQLITE_MAGIC):
+        return RegistryState.FOREIGN, "the file is not a SQLite database (it does not start with the SQLite header)"
+    if len(head) < 100:
+        return RegistryState.CORRUPT, f"truncated: the file has {size} bytes, less than a SQLite header"
+    (app_id,) = struct.unpack(">I", head[68:72])
+    if app_id not in (0, SQLITE_APPLICATION_ID) or (ours and app_id != SQLITE_APPLICATION_ID):
+        return RegistryState.FOREIGN, (f"its SQLite header carries application id {app_id:#x}, trustport's is "
+                                       f"{SQLITE_APPLICATION_ID:#x}")
+    (raw_page_size,) = struct.unpack(">H", head[16:18])
+    page_size = 65536 if raw_page_size == 1 else raw_page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return RegistryState.CORRUPT, f"its header names an invalid page size ({raw_page_size})"
+    change_counter, pages = struct.unpack(">II", head[24:32])
+    (valid_for,) = struct.unpack(">I", head[92:96])
+    if size % page_size:
+        return RegistryState.CORRUPT, (f"truncated: the file has {size} bytes, not a whole number of "
+                                       f"{page_size}-byte pages")
+    if pages and change_counter == valid_for and size < pages * page_size:
+        return RegistryState.CORRUPT, (f"truncated: the file has {size} bytes, its header says {pages} pages of "
+                                       f"{page_size} bytes ({pages * page_size} bytes)")
+    return None
+
+
+def _foreign_tables(tables: set[str]) -> str:
+    shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+    return f"it has tables ({shown}) but not trustport's"
+
+
+def _is_damage(error: exc.SQLAlchemyError) -> bool:
+    """SQLite saying the file is not (or no longer) a sound database, as opposed to busy or unreachable."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else None
+    if isinstance(orig, sqlite3.DatabaseError) and not isinstance(orig, sqlite3.OperationalError
+                                                                  | sqlite3.IntegrityError):
+        return True
+    text = str(orig or error).lower()
+    return any(sign in text for sign in ("not a database", "malformed", "disk i/o error"))
+
+
+def _switch_to_wal(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    cursor = raw.cursor()
+    try:
+        _enable_wal(cursor, 2.0)
+    finally:
+        cursor.close()
 
 
 def _enable_wal(cursor: sqlite3.Cursor, wait_s: float) -> None:

@@ -91,7 +91,7 @@ class EnforceEnv:
         self.config_path = self.work / "trustport.yaml"
         self.config_path.write_text(yaml.safe_dump(data))
         self.config = load_config(self.config_path)
-        self.store = SqlDeviceStore(self.config.database_url())
+        self.store = SqlDeviceStore(self.config.database_url(), create=True)
 
     def connected_device(self, name: str, port: str, mac: str, now: datetime | None = None) -> DeviceRecord:
         """A registered operational device with an active session on NAS 127.0.0.1, NAS-Port ``port``."""

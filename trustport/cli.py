@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from trustport import cli_commands
-from trustport.cli_base import TrustportGroup
+from trustport import cli_commands, cli_db
+from trustport.cli_base import TrustportGroup, install_safe_logging
 
 
 @click.group(cls=TrustportGroup)
@@ -15,9 +15,11 @@ def cli() -> None:
 
 
 cli_commands.register(cli)
+cli.add_command(cli_db.db_group)
 
 
 def main() -> None:
+    install_safe_logging()
     cli(prog_name="trustport")
 
 

@@ -63,14 +63,14 @@ def _full_text(error: BaseException) -> str:
 
 def test_plain_postgresql_url_uses_psycopg(postgres: PostgresServer) -> None:
     url = postgres.create_database().replace("postgresql+psycopg://", "postgresql://", 1)
-    with SqlDeviceStore(url) as store:
+    with SqlDeviceStore(url, create=True) as store:
         store.ping()
         assert store.display_url.startswith(f"postgresql+psycopg://{postgres.user}:***@")
         assert postgres.password not in repr(store)
 
 
 def test_session_settings(postgres: PostgresServer) -> None:
-    with SqlDeviceStore(postgres.create_database(), statement_timeout_s=1.25) as store:
+    with SqlDeviceStore(postgres.create_database(), statement_timeout_s=1.25, create=True) as store:
         store.ensure_schema()
         with store._engine.connect() as conn:
             timeout = conn.exec_driver_sql("SHOW statement_timeout").scalar()
@@ -114,7 +114,7 @@ def test_connection_failures_name_the_database_but_never_the_password(
 def test_slow_statement_is_cancelled(postgres: PostgresServer) -> None:
     """A stuck server must not hang radiusd: the statement timeout turns it into a StoreError."""
     url = postgres.create_database()
-    with SqlDeviceStore(url, statement_timeout_s=0.3) as store:
+    with SqlDeviceStore(url, statement_timeout_s=0.3, create=True) as store:
         store.ensure_schema()
         database = url.rsplit("/", 1)[1]
         with postgres.connect(database) as blocker:
@@ -128,7 +128,7 @@ def test_slow_statement_is_cancelled(postgres: PostgresServer) -> None:
 def test_reconnects_after_the_server_dropped_its_connections(postgres: PostgresServer) -> None:
     url = postgres.create_database()
     database = url.rsplit("/", 1)[1]
-    with SqlDeviceStore(url) as store:
+    with SqlDeviceStore(url, create=True) as store:
         store.ping()
         with postgres.connect(autocommit=True) as admin:
             admin.execute(

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from policy.errors import DeviceExists, DeviceNotFound, StoreError
 from policy.model import (
+    AuditNote,
     CertificateFacts,
     CertKind,
     DecisionLogEntry,
@@ -83,7 +84,7 @@ class StoreContract:
 
     @pytest.fixture
     def store(self, store_url: str) -> Iterator[SqlDeviceStore]:
-        with SqlDeviceStore(store_url) as store:
+        with SqlDeviceStore(store_url, create=True) as store:
             yield store
 
     def test_satisfies_the_protocol(self, store: SqlDeviceStore) -> None:
@@ -179,7 +180,7 @@ class StoreContract:
                 errors.append(e)
                 barrier.abort()
 
-        with SqlDeviceStore(store_url) as a, SqlDeviceStore(store_url) as b:
+        with SqlDeviceStore(store_url, create=True) as a, SqlDeviceStore(store_url, create=True) as b:
             a.ensure_schema()
             b.ensure_schema()
             threads = [threading.Thread(target=server, args=(i, s)) for i, s in enumerate((a, b))]
@@ -237,22 +238,42 @@ class StoreContract:
         device = store.add_device(KEY, state=LifecycleState.OPERATIONAL, now=NOW, facts=facts_for())
         assert device.first_seen is None
         later = NOW + timedelta(hours=1)
-        store.record_seen(device.id, facts_for(cert_serial="beef", fingerprint_sha256=None, mud_url=None), later)
+        store.record_seen(device.id, facts_for(fingerprint_sha256=None, mud_url=None), later)
         seen = store.get_device(device.id)
         assert seen is not None
-        assert (seen.first_seen, seen.last_seen, seen.cert_serial) == (later, later, "beef")
+        assert (seen.first_seen, seen.last_seen, seen.cert_serial) == (later, later, "1a2b3c")
         assert seen.fingerprint_sha256 == FP  # not erased by facts that lack it
         assert seen.mud_url == "https://mud.example.com/sensor.json"
         latest = later + timedelta(days=1)
-        new_fp = "AA:" + "bb" * 31
-        store.record_seen(device.id, facts_for(fingerprint_sha256=new_fp, mud_url="https://mud.example.com/v2"), latest)
+        store.record_seen(device.id, facts_for(mud_url="https://mud.example.com/v2"), latest)
         seen = store.get_device(device.id)
         assert seen is not None
         assert (seen.first_seen, seen.last_seen) == (later, latest)
-        assert seen.fingerprint_sha256 == "aa" + "bb" * 31
         assert seen.mud_url == "https://mud.example.com/v2"
-        assert store.find_by_fingerprint(new_fp) == seen
-        assert store.find_by_fingerprint(FP) is None
+        assert store.find_by_fingerprint(FP) == seen
+
+    def test_seen_never_moves_the_certificate_binding(self, store: SqlDeviceStore) -> None:
+        """Only bind_certificate (operator re-bind, enrolment) replaces the bound certificate."""
+        device = store.add_device(KEY, state=LifecycleState.OPERATIONAL, now=NOW, facts=facts_for())
+        other_fp = "aa" + "bb" * 31
+        store.record_seen(device.id, facts_for(cert_serial="beef", fingerprint_sha256=other_fp, spki_sha256="cc" * 32),
+                          NOW)
+        seen = store.get_device(device.id)
+        assert seen is not None and (seen.cert_serial, seen.fingerprint_sha256) == ("1a2b3c", FP)
+        note = AuditNote("alice", "certificate-rebound", "operational", "new board")
+        rebound = store.bind_certificate(device.id, facts_for(cert_serial="beef", fingerprint_sha256=other_fp), NOW,
+                                         note)
+        assert (rebound.cert_serial, rebound.fingerprint_sha256) == ("beef", other_fp)
+        assert store.find_by_fingerprint(FP) is None and store.find_by_fingerprint(other_fp) == rebound
+
+    def test_first_use_binds_a_device_registered_without_certificate(self, store: SqlDeviceStore) -> None:
+        device = store.add_device(KEY, state=LifecycleState.OPERATIONAL, now=NOW)
+        store.append_decision(entry(device.id, NOW), seen=facts_for(cert_serial="beef"),
+                              audit=AuditNote("radius", "certificate-bound", "operational", "first use"))
+        seen = store.get_device(device.id)
+        assert seen is not None and seen.cert_serial == "beef" and seen.fingerprint_sha256 == FP
+        with pytest.raises(DeviceNotFound):
+            store.bind_certificate(4242, facts_for(), NOW, AuditNote("a", "certificate-rebound", "x", "y"))
 
     @pytest.mark.parametrize("spelling", [FP, FP.upper(), ":".join(FP[i : i + 2] for i in range(0, 64, 2)).upper()])
     def test_find_by_fingerprint_any_spelling(self, store: SqlDeviceStore, spelling: str) -> None:
@@ -343,7 +364,7 @@ class StoreContract:
     # -- schema and failure ----------------------------------------------------------------------------------
 
     def test_schema_is_created_once_and_shared(self, store_url: str) -> None:
-        with SqlDeviceStore(store_url) as first:
+        with SqlDeviceStore(store_url, create=True) as first:
             device = first.add_device(KEY, state=LifecycleState.OPERATIONAL, now=NOW)
         with SqlDeviceStore(store_url) as second:
             assert second.find_device(KEY) == device
@@ -358,7 +379,7 @@ class StoreContract:
     def test_two_servers_creating_the_schema_at_once(self, backend: StoreBackend) -> None:
         for _ in range(3):
             url = backend.fresh_url()
-            stores = [SqlDeviceStore(url), SqlDeviceStore(url)]
+            stores = [SqlDeviceStore(url, create=True), SqlDeviceStore(url, create=True)]
             barrier = threading.Barrier(2, timeout=30)
             errors: list[BaseException] = []
 
@@ -383,7 +404,7 @@ class StoreContract:
                     s.close()
 
     def test_newer_schema_version_is_refused(self, store_url: str) -> None:
-        with SqlDeviceStore(store_url) as first:
+        with SqlDeviceStore(store_url, create=True) as first:
             first.ensure_schema()
         engine = sa.create_engine(store_url)
         try:
@@ -395,7 +416,7 @@ class StoreContract:
             second.find_device(KEY)
 
     def test_blocked_write_fails_closed_within_the_timeout(self, backend: StoreBackend, store_url: str) -> None:
-        with SqlDeviceStore(store_url, statement_timeout_s=0.5) as store:
+        with SqlDeviceStore(store_url, statement_timeout_s=0.5, create=True) as store:
             store.ensure_schema()
             with backend.hold_write_lock(store_url):
                 started = time.monotonic()

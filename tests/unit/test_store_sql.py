@@ -60,7 +60,7 @@ def _full_text(error: BaseException) -> str:
 
 def test_file_and_directory_are_created_private(tmp_path: Path) -> None:
     path = tmp_path / "var" / "lib" / "trustport" / "registry.db"
-    with SqlDeviceStore(f"sqlite:///{path}") as store:
+    with SqlDeviceStore(f"sqlite:///{path}", create=True) as store:
         assert not path.exists()  # nothing happens before first use
         store.register_pending(KEY, facts_for(), CertKind.IDEVID, NOW)
         created = sorted(p.name for p in path.parent.iterdir())
@@ -72,14 +72,14 @@ def test_file_and_directory_are_created_private(tmp_path: Path) -> None:
 
 def test_existing_file_keeps_its_data(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    with SqlDeviceStore(url) as store:
+    with SqlDeviceStore(url, create=True) as store:
         device = store.add_device(KEY, state=LifecycleState.OPERATIONAL, now=NOW)
     with SqlDeviceStore(url) as store:
         assert store.find_device(KEY) == device
 
 
 def test_pragmas(tmp_path: Path) -> None:
-    with SqlDeviceStore(f"sqlite:///{tmp_path / 'r.db'}", statement_timeout_s=1.5) as store:
+    with SqlDeviceStore(f"sqlite:///{tmp_path / 'r.db'}", statement_timeout_s=1.5, create=True) as store:
         store.ensure_schema()
         with store._engine.connect() as conn:
             got = {
@@ -90,7 +90,7 @@ def test_pragmas(tmp_path: Path) -> None:
 
 
 def test_in_memory_database_is_shared_between_threads() -> None:
-    with SqlDeviceStore("sqlite://") as store:
+    with SqlDeviceStore("sqlite://", create=True) as store:
         device = store.register_pending(KEY, facts_for(), CertKind.IDEVID, NOW)
         seen: list[object] = []
         thread = threading.Thread(target=lambda: seen.append(store.find_device(KEY)))
@@ -103,15 +103,15 @@ def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StoreError, match=r"cannot create the SQLite database .*choose a path"):
-        SqlDeviceStore(f"sqlite:///{blocker / 'sub' / 'r.db'}").find_device(KEY)
+        SqlDeviceStore(f"sqlite:///{blocker / 'sub' / 'r.db'}", create=True).find_device(KEY)
 
 
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match=r"creating the schema failed on database sqlite:///.*junk\.db") as info:
-        SqlDeviceStore(f"sqlite:///{path}").find_device(KEY)
-    assert isinstance(info.value.__cause__, sa.exc.DatabaseError)
+    with pytest.raises(StoreError, match=r"registry sqlite:///.*junk\.db is not a trustport registry: the file is not"):
+        SqlDeviceStore(f"sqlite:///{path}", create=True).find_device(KEY)
+    assert path.read_bytes() == b"this is not sqlite" * 100  # refused, not overwritten
 
 
 # -- URLs and secrets --------------------------------------------------------------------------------------
