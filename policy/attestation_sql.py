@@ -1,4 +1,10 @@
-"""Attestation results, nonces and re-evaluation requests in the registry database (same engine, same schema)."""
+"""Attestation results, nonces and re-evaluation requests in the registry database (same engine, same schema).
+
+A device's current result is its newest accepted one by the verifier's issue time (``iat``), never by when it
+arrived, so a late or replayed old token can never become current. Every stored result is also recorded in
+``attestation_seen`` (unique token hash, unique ``jti``) in the same transaction: two copies of one token racing
+in cannot both be stored.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from policy.attestation import StoredAttestation, Tier
+from policy.attestation import StoredAttestation, Tier, TokenRejected
 from policy.errors import StoreError
-from policy.sql_schema import attestation_nonces, attestation_results, reevaluations
+from policy.sql_schema import attestation_nonces, attestation_results, attestation_seen, reevaluations
 from policy.store_sql import SqlDeviceStore
 
 
@@ -31,7 +37,34 @@ class SqlAttestationStore:
     def __init__(self, store: SqlDeviceStore) -> None:
         self.store = store
 
-    def save_result(self, result: StoredAttestation) -> StoredAttestation:
+    def refuse_seen(self, token_sha256: str, jti: str | None) -> None:
+        """Raises TokenRejected('replay') if this token, or another with the same ``jti``, was processed before."""
+        with self.store.transaction("checking for a replayed attestation result") as conn:
+            self._refuse_seen(conn, token_sha256, jti)
+
+    @staticmethod
+    def _refuse_seen(conn: sa.Connection, token_sha256: str, jti: str | None, *, stored_only: bool = False) -> None:
+        row = None
+        if not stored_only:
+            seen = attestation_seen.c.token_sha256 == token_sha256
+            if jti is not None:
+                seen = sa.or_(seen, attestation_seen.c.jti == jti)
+            row = conn.execute(sa.select(attestation_seen).where(seen).limit(1)).first()
+        stored = conn.execute(sa.select(attestation_results.c.device_id, attestation_results.c.received_at)
+                              .where(attestation_results.c.token_sha256 == token_sha256).limit(1)).first()
+        if row is not None:
+            same = "token id (jti)" if row.token_sha256 != token_sha256 else "token"
+            device_id, when = row.device_id, row.seen_at
+        elif stored is not None:  # stored before attestation_seen existed
+            same, device_id, when = "token", stored.device_id, stored.received_at
+        else:
+            return
+        owner = f"device #{device_id}" if device_id is not None else "a device since deleted"
+        raise TokenRejected("replay", f"this {same} was already received at {when.isoformat()} for {owner}; "
+                                      "a verifier result is used once — have the verifier appraise the device again")
+
+    def save_result(self, result: StoredAttestation, *, jti: str | None = None) -> StoredAttestation:
+        """Store a result and mark its token (and ``jti``) seen; raises TokenRejected('replay') if either was."""
         values = {
             "device_id": result.device_id, "received_at": result.received_at, "token": result.token,
             "token_sha256": result.token_sha256, "accepted": result.accepted,
@@ -40,14 +73,27 @@ class SqlAttestationStore:
             "vector": json.dumps(result.vector, sort_keys=True), "reasons": json.dumps(list(result.reasons)),
         }
         with self.store.transaction("storing an attestation result") as conn:
+            # The insert comes first: it takes the write lock (waiting for a concurrent writer) before anything is
+            # read, and the unique keys decide which of two racing copies of a token wins.
+            try:
+                conn.execute(attestation_seen.insert().values(token_sha256=result.token_sha256, jti=jti,
+                                                              device_id=result.device_id,
+                                                              seen_at=result.received_at))
+            except sa.exc.IntegrityError as exc:
+                raise TokenRejected("replay", "this token (or another with its jti) was already received; a "
+                                              "verifier result is used once — have the verifier appraise the "
+                                              "device again") from exc
+            self._refuse_seen(conn, result.token_sha256, None, stored_only=True)
             new_id = conn.execute(attestation_results.insert().values(**values)
                                   .returning(attestation_results.c.id)).scalar_one()
         return StoredAttestation(**{**result.__dict__, "id": new_id})
 
     def latest_accepted(self, device_id: int) -> StoredAttestation | None:
+        """The device's current result: the accepted one the verifier issued last (ties: the one stored first)."""
         query = (sa.select(attestation_results)
-                 .where(attestation_results.c.device_id == device_id, attestation_results.c.accepted.is_(True))
-                 .order_by(attestation_results.c.received_at.desc(), attestation_results.c.id.desc()).limit(1))
+                 .where(attestation_results.c.device_id == device_id, attestation_results.c.accepted.is_(True),
+                        attestation_results.c.issued_at.is_not(None))
+                 .order_by(attestation_results.c.issued_at.desc(), attestation_results.c.id.asc()).limit(1))
         with self.store.transaction("reading the latest attestation result") as conn:
             row = conn.execute(query).first()
         return None if row is None else self._result(row)

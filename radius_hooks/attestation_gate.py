@@ -1,4 +1,5 @@
-"""The device's attestation standing at authentication time, from the latest stored result.
+"""The device's attestation standing at authentication time, from its current result: the newest accepted one
+by the verifier's issue time (``iat``), so a late-arriving older result can never become the current one.
 
 Results arrive out of band (REST, CLI) and are verified there; here the stored token's signature is re-checked
 (cached by token hash, so the auth path does no crypto twice), its freshness is re-checked against ``now``, and

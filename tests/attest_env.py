@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from policy.model import DeviceKey, DeviceRecord, LifecycleState
@@ -60,4 +62,12 @@ def make_env(pki: DevicePki, tmp_path: Path) -> AttestEnv:
     path = tmp_path / "trustport.yaml"
     path.write_text(yaml.safe_dump(data))
     config = load_config(path)
-    return AttestEnv(config, path, verifier, SqlDeviceStore(config.database_url()), pki)
+    return AttestEnv(config, path, verifier, SqlDeviceStore(config.database_url(), create=True), pki)
+
+
+@pytest.fixture
+def env(pki: DevicePki, tmp_path: Path) -> Iterator[AttestEnv]:
+    environment = make_env(pki, tmp_path)
+    environment.store.ensure_schema()  # the registry exists before the API's own store opens it
+    yield environment
+    environment.store.close()

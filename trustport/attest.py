@@ -1,13 +1,16 @@
 """Receiving attestation results (REST API and ``trustport attest import``): verify, bind, store, and record a
-re-evaluation when a connected device's standing drops."""
+re-evaluation when a connected device's standing drops.
+
+Both adapters call ``import_token``, so both refuse the same tokens: a replay (the same compact token, or the same
+``jti``, seen before for any device), a result issued before the device's current one (``stale``) or at the same
+instant but different (``rollback``). The device's current result is the newest by the verifier's ``iat``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-
-from cryptography import x509
 
 from policy.attestation import (
     DeviceBinding,
@@ -18,23 +21,52 @@ from policy.attestation import (
     VerifierKey,
     check_binding,
     check_fresh,
+    check_newer,
     parse_claims,
     token_hash,
     verify_signature,
 )
 from policy.attestation_sql import SqlAttestationStore
+from policy.certificates import check_binding as check_certificate_binding
+from policy.certificates import find_anchor
 from policy.errors import AttestationError, CertificateError, DeviceNotFound
-from policy.model import DeviceKey, DeviceRecord
+from policy.model import CertificateFacts, DeviceKey, DeviceRecord
 from policy.store_sql import SqlDeviceStore
-from policy.x509facts import facts_from_certificate, load_pem_certificates
+from policy.x509facts import load_pem_certificates
 from radius_hooks.attestation_gate import AttestationSettings
 from radius_hooks.trust import TrustMaterial
-from trustport.chain import verify_chain
+from trustport.chain import pem_facts
 from trustport.devices import resolve_device
+
+MAX_DEVICE_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
+MAX_DEVICE_REF = 128
 
 
 class AttestationDisabled(AttestationError):
     pass
+
+
+class InvalidDeviceRef(DeviceNotFound):
+    """A device reference that cannot name a device (an id out of range, non-ASCII digits, control characters)."""
+
+
+def check_device_ref(ref: str) -> str:
+    """``ref`` if it can be given to ``resolve_device``; raises InvalidDeviceRef otherwise.
+
+    Anything made of digits (any script's, as ``str.isdigit`` sees them: ``"²"``, ``"١٢"``), with or without a
+    sign, is read as a registry id and must be ASCII 0-9 in 1..2**63-1. Anything else is a serial number: 1 to 128
+    printable characters.
+    """
+    unsigned = ref[1:] if ref[:1] in ("+", "-") else ref
+    if unsigned and unsigned.isdigit():
+        if not (unsigned == ref and ref.isascii() and len(ref) <= 19 and 1 <= int(ref) <= MAX_DEVICE_ID):
+            raise InvalidDeviceRef(f"device id {ref[:40]!r} is not a registry id: ids are ASCII decimal integers "
+                                   f"1..{MAX_DEVICE_ID}; see 'trustport devices list'")
+        return ref
+    if not 0 < len(ref) <= MAX_DEVICE_REF or not ref.isprintable() or ref != ref.strip():
+        raise InvalidDeviceRef(f"device {ref[:40]!r} is neither a registry id nor a serial number (1..."
+                               f"{MAX_DEVICE_REF} printable characters, no surrounding spaces)")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -66,18 +98,23 @@ class AttestationService:
         check_fresh(claims, now, self.settings.max_age, self.settings.leeway)
         return claims
 
-    def _device_from_certificate(self, pem: bytes, now: datetime) -> tuple[DeviceRecord, x509.Certificate]:
+    def _device_from_certificate(self, pem: bytes, now: datetime) -> tuple[DeviceRecord, CertificateFacts]:
         cert = load_pem_certificates(pem, "attestation certificate")[0]
-        chain = verify_chain(cert, [], self.trust.ca_certs.values(), now)
+        facts, chain = pem_facts(cert, [], self.trust, now)
         if not chain.ok:
             raise CertificateError(f"the certificate sent with the result {chain.detail}")
-        facts = facts_from_certificate(cert)
         if not facts.device_serial:
             raise CertificateError("the certificate sent with the result has no subject serialNumber")
         device = self.store.find_device(DeviceKey(facts.issuer, facts.device_serial))
         if device is None:
             raise DeviceNotFound(f"device {facts.device_serial} ({facts.issuer}) is not registered")
-        return device, cert
+        anchor, _ = find_anchor(facts, self.trust.anchors)
+        bound = check_certificate_binding(facts, device, anchor.role if anchor is not None else None)
+        if bound.ok is not True:
+            # a result can only be bound through the certificate the device is registered with
+            raise CertificateError(f"the certificate sent with the result is not device {device.id}'s registered "
+                                   f"certificate ({bound.detail})")
+        return device, facts
 
     def _device_from_claims(self, claims: EarClaims) -> DeviceRecord:
         for akpub in claims.akpubs:
@@ -88,23 +125,24 @@ class AttestationService:
                              "or send its certificate with the result")
 
     def resolve(self, ref: str) -> DeviceRecord:
-        return resolve_device(self.store, ref)
+        return resolve_device(self.store, check_device_ref(ref))
 
     def import_token(self, token: str, now: datetime, *, device_ref: str | None = None,
                      certificate_pem: bytes | None = None) -> ImportOutcome:
-        """Verify and store. Raises TokenRejected for tokens that do not verify (nothing stored); a genuine
-        token that does not belong to the device is stored as refused, with its reason."""
+        """Verify and store. Raises TokenRejected for tokens that do not verify, replays and results older than
+        the device's current one (nothing stored); a genuine token that does not belong to the device is stored
+        as refused, with its reason."""
         claims = self.verify(token, now)
-        cert = None
+        self.results.refuse_seen(claims.token_sha256, claims.jti)
+        facts = None
         if certificate_pem is not None:
-            device, cert = self._device_from_certificate(certificate_pem, now)
+            device, facts = self._device_from_certificate(certificate_pem, now)
             if device_ref is not None and self.resolve(device_ref).id != device.id:
                 raise AttestationError("the device named and the certificate sent are different devices")
         elif device_ref is not None:
             device = self.resolve(device_ref)
         else:
             device = self._device_from_claims(claims)
-        facts = facts_from_certificate(cert) if cert is not None else None
         binding_info = DeviceBinding(
             spki_sha256=facts.spki_sha256 if facts else device.spki_sha256,
             cert_sha256=facts.fingerprint_sha256 if facts else device.fingerprint_sha256,
@@ -116,6 +154,8 @@ class AttestationService:
             accepted, reasons = True, (f"{claims.status.name.lower()}, bound by {binding}",)
         except TokenRejected as exc:
             binding, accepted, reasons = None, False, (f"refused: {exc}",)
+        if accepted:
+            check_newer(claims, previous)  # a result the device cannot use changes nothing, so only these
         expiry = claims.issued_at + self.settings.max_age
         if claims.expires_at is not None:
             expiry = min(expiry, claims.expires_at)
@@ -125,7 +165,7 @@ class AttestationService:
             expires_at=expiry, binding=binding,
             bound_cert_serial=(facts.cert_serial if facts else device.cert_serial) if binding != "nonce" else None,
             vector=claims.vector(), reasons=reasons,
-        ))
+        ), jti=claims.jti)
         reevaluation = None
         if accepted and device.last_seen is not None and _dropped(previous, claims.status):
             before = previous.status.name.lower() if previous and previous.status is not None else "none"

@@ -119,14 +119,22 @@ def api_group() -> None:
 
 
 @api_group.command("serve")
+@click.option("--request-timeout", type=click.FloatRange(min=0.1, max=300), default=5.0, show_default=True,
+              help="seconds a client has to send the request head, and again the body, before it gets 408")
+@click.option("--keep-alive", type=click.IntRange(min=1, max=300), default=5, show_default=True,
+              help="seconds an idle connection is kept open between requests")
+@click.option("--max-connections", type=click.IntRange(min=1, max=100_000), default=64, show_default=True,
+              help="concurrent connections beyond which the server answers 503")
 @config_option
-def api_serve(config_file: Path) -> None:
+def api_serve(request_timeout: float, keep_alive: int, max_connections: int, config_file: Path) -> None:
     """Serve the REST API (OpenAPI at /docs) on the configured address."""
     import uvicorn
 
-    from trustport.api import create_app
+    from trustport.api import ApiLimits, create_app, server_config
 
     config = load_config(config_file)
-    app = create_app(config)
+    limits = ApiLimits(body_timeout_s=request_timeout, header_timeout_s=request_timeout, keep_alive_s=keep_alive,
+                       max_connections=max_connections)
+    app = create_app(config, limits=limits)
     assert config.api is not None  # create_app refuses a config without it
-    uvicorn.run(app, host=config.api.listen_address, port=config.api.port, log_level="info")
+    uvicorn.Server(server_config(app, config.api.listen_address, config.api.port, limits)).run()

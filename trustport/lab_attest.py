@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from policy.x509facts import spki_der
-from trustport.api import create_app
+from trustport.api import create_app, server_config
 from trustport.fake_verifier import mint
 
 if TYPE_CHECKING:
@@ -27,8 +27,9 @@ class ApiServer:
         assert lab.config.api is not None
         self.url = f"http://127.0.0.1:{lab.config.api.port}"
         app = create_app(lab.config)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=lab.config.api.port,
-                                                    log_level="warning", lifespan="off"))
+        config = server_config(app, "127.0.0.1", lab.config.api.port, log_level="warning")  # what `api serve` runs
+        config.lifespan = "off"
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ApiServer:

@@ -16,9 +16,11 @@ from policy.attestation import (
     IETF_PROFILE,
     VERAISON_PROFILE,
     DeviceBinding,
+    StoredAttestation,
     Tier,
     TokenRejected,
     check_binding,
+    check_newer,
     load_verifier_key,
     verify_ear,
 )
@@ -228,3 +230,42 @@ def test_pem_verifier_key() -> None:
     pem = VERIFIER.public_key().public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
     assert load_verifier_key("v", pem).algorithm == "ES256"
+
+
+def _stored(issued_at: datetime, digest: str = "a" * 64) -> StoredAttestation:
+    return StoredAttestation(device_id=1, received_at=NOW, token="t", token_sha256=digest, accepted=True,
+                             status=Tier.CONTRAINDICATED, issued_at=issued_at, expires_at=None, binding="akpub",
+                             bound_cert_serial=None, vector={}, reasons=())
+
+
+@pytest.mark.parametrize(("seconds", "same_token", "reason"), [
+    (-3600, False, "stale"), (-1, False, "stale"), (0, False, "rollback"), (0, True, "replay"), (1, False, None),
+    (300, False, None),
+])
+def test_a_result_only_replaces_an_older_one(seconds: float, same_token: bool, reason: str | None) -> None:
+    current = _stored(NOW - timedelta(minutes=10))
+    claims = verify(token(iat=NOW - timedelta(minutes=10) + timedelta(seconds=seconds)))
+    if same_token:
+        current = _stored(claims.issued_at, claims.token_sha256)
+    if reason is None:
+        check_newer(claims, current)
+        check_newer(claims, None)  # no current result: anything fresh is newer
+        return
+    with pytest.raises(TokenRejected) as caught:
+        check_newer(claims, current)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(("value", "tier"), [
+    ("none", Tier.NONE), ("affirming", Tier.AFFIRMING), ("warning", Tier.WARNING),
+    ("contraindicated", Tier.CONTRAINDICATED), (0, Tier.NONE), (31, Tier.AFFIRMING), (95, Tier.WARNING),
+    (127, Tier.CONTRAINDICATED), ("AFFIRMING", None), ("aff\u0131rming", None), ("a\ufb03rming", None),
+    ("Warning", None), ("NONE", None), ("contraindicated ", None), (True, None), (2.0, None), (-129, None),
+])
+def test_status_names_are_compared_exactly(value: object, tier: Tier | None) -> None:
+    if tier is not None:
+        assert Tier.parse(value, "status") is tier
+        return
+    with pytest.raises(TokenRejected) as caught:
+        Tier.parse(value, "status")
+    assert caught.value.reason == "malformed"

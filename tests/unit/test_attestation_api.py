@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,21 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from policy.attestation_sql import SqlAttestationStore
+from policy.errors import StoreError
 from policy.model import LifecycleState
-from tests.attest_env import API_TOKEN, AttestEnv, make_env
-from tests.pki_fixtures import DevicePki
+from tests.attest_env import API_TOKEN, AttestEnv
 from trustport.api import create_app
+from trustport.attest import InvalidDeviceRef, check_device_ref
 from trustport.fake_verifier import ear_claims, mint, new_signing_key, sign
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-
-
-@pytest.fixture
-def env(pki: DevicePki, tmp_path: Path) -> Iterator[AttestEnv]:
-    environment = make_env(pki, tmp_path)
-    yield environment
-    environment.store.close()
 
 
 @pytest.fixture
@@ -162,3 +155,54 @@ def test_openapi_documents_the_endpoint(client: TestClient) -> None:
     post = spec["paths"]["/v1/attestation-results"]["post"]
     assert {"201", "401", "404", "422"} <= set(post["responses"])
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("ref", "ok"), [
+    ("1", True), ("007", True), ("9223372036854775807", True), ("SN-0001", True), ("HLD-\u00fc-0205", True),
+    ("\u00b2", False), ("1\u00b2", False), ("\u0661\u0662", False), ("\uff11", False), ("0", False), ("-1", False),
+    ("+1", False), ("9223372036854775808", False), ("99999999999999999999999", False), ("9" * 5000, False),
+    ("", False), (" SN-0001", False), ("SN-0001\n", False), ("SN\x00", False), ("\ud800", False),
+    ("\u202eSN", False), ("S" * 129, False),
+])
+def test_device_refs_are_checked_before_lookup(ref: str, ok: bool) -> None:
+    if ok:
+        assert check_device_ref(ref) == ref
+        return
+    with pytest.raises(InvalidDeviceRef) as caught:
+        check_device_ref(ref)
+    assert "registry id" in str(caught.value)
+
+
+def test_database_outage_is_503_not_500(env: AttestEnv, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.register("ldevid-ok", NOW)
+    token = mint(env.verifier, status="affirming", now=NOW, akpub=env.akpub("ldevid-ok"))
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise StoreError("reading failed on database sqlite:///registry.sqlite: disk I/O error; check the disk")
+
+    store = client.app.state.store  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "transaction", down)
+    monkeypatch.setattr(store, "find_by_spki", down)
+    monkeypatch.setattr(store, "ping", down)
+    for reply in (client.post("/v1/attestation-results", json={"token": token}, headers=AUTH),
+                  client.get("/healthz"), client.get("/v1/devices/SN-0002/attestation-results", headers=AUTH)):
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "5"
+        assert reply.json()["detail"]["reason"] == "store-unavailable"
+
+
+def test_certificate_sent_with_result_must_be_the_registered_one(env: AttestEnv, client: TestClient,
+                                                                  tmp_path: Path) -> None:
+    """An impostor's certificate (same CA, same serialNumber, its own key) cannot carry a result to the device."""
+    from policy.x509facts import spki_der
+    from trustport.pki import issue_device
+
+    device = env.register("ldevid-ok", NOW)
+    impostor = issue_device(env.pki.cas["ldevid"], cn="ldev.example", serial_number="SN-0002", now=NOW,
+                            not_after=NOW + timedelta(days=365))
+    cert_path, _ = impostor.write(tmp_path, "impostor")
+    token = mint(env.verifier, status="affirming", now=NOW, akpub=spki_der(impostor.cert))
+    reply = client.post("/v1/attestation-results", headers=AUTH,
+                        json={"token": token, "certificate": cert_path.read_text()})
+    assert reply.status_code == 422, reply.text
+    assert "not device" in reply.json()["detail"]["message"] and "registered" in reply.json()["detail"]["message"]
+    assert client.get(f"/v1/devices/{device.id}/attestation-results", headers=AUTH).json() == []

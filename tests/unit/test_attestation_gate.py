@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,12 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from policy.attestation import Tier
-from policy.model import Outcome
+from policy.model import CertificateFacts, Outcome
 from policy.x509facts import facts_from_certificate
 from radius_hooks.service import Authorizer
 from radius_hooks.trust import TrustMaterial
-from tests.attest_env import AttestEnv, make_env
-from tests.pki_fixtures import DevicePki
+from tests.attest_env import AttestEnv
 from trustport.attest import AttestationService
 from trustport.cli import cli
 from trustport.fake_verifier import mint
@@ -24,11 +22,10 @@ from trustport.fake_verifier import mint
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def env(pki: DevicePki, tmp_path: Path) -> Iterator[AttestEnv]:
-    environment = make_env(pki, tmp_path)
-    yield environment
-    environment.store.close()
+def device_facts(env: AttestEnv, name: str) -> CertificateFacts:
+    """The facts as the RADIUS path reads them: the issuing CA comes with the certificate."""
+    issuer = env.pki.cas["ldevid" if name.startswith("ldevid") else "idevid"].cert
+    return facts_from_certificate(env.pki.devices[name].cert, issuer)
 
 
 def services(env: AttestEnv) -> tuple[Authorizer, AttestationService]:
@@ -41,7 +38,7 @@ def services(env: AttestEnv) -> tuple[Authorizer, AttestationService]:
 def test_standing_at_auth_time(env: AttestEnv) -> None:
     env.register("ldevid-ok", NOW)
     authorizer, service = services(env)
-    facts = facts_from_certificate(env.pki.devices["ldevid-ok"].cert)
+    facts = device_facts(env, "ldevid-ok")
     assert authorizer.evaluate(facts, NOW).decision.vlan == 35  # no result yet: restricted (LDevID default)
     service.import_token(mint(env.verifier, status="affirming", now=NOW, akpub=env.akpub("ldevid-ok"),
                               lifetime=timedelta(minutes=10)), NOW)
@@ -57,13 +54,16 @@ def test_standing_at_auth_time(env: AttestEnv) -> None:
 
 
 def test_result_bound_to_another_certificate_of_the_device(env: AttestEnv) -> None:
-    env.register("ldevid-ok", NOW)
+    device = env.register("ldevid-ok", NOW)
     authorizer, service = services(env)
     service.import_token(mint(env.verifier, status="affirming", now=NOW, akpub=env.akpub("ldevid-ok")), NOW)
-    facts = facts_from_certificate(env.pki.devices["ldevid-ok"].cert)
+    facts = device_facts(env, "ldevid-ok")
     renewed = facts.__class__(**{**facts.__dict__, "cert_serial": "abc123"})  # same device, other certificate
-    result = authorizer.evaluate(renewed, NOW)
-    assert result.decision.vlan == 35 and "bound to certificate serial" in result.decision.reasons[-1]
+    gate = authorizer.attestation
+    assert gate is not None
+    assert gate.standing(device, facts, NOW).tier is Tier.AFFIRMING
+    standing = gate.standing(device, renewed, NOW)  # the gate alone: the registry may refuse the renewal earlier
+    assert standing.tier is None and "bound to certificate serial" in standing.detail
 
 
 def test_removed_verifier_key_invalidates_stored_results(env: AttestEnv, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_removed_verifier_key_invalidates_stored_results(env: AttestEnv, tmp_pat
 
     write_public_jwk(new_signing_key(), tmp_path / "verifier.jwk")  # key rotated: old results no longer verify
     fresh, _ = services(env)
-    result = fresh.evaluate(facts_from_certificate(env.pki.devices["ldevid-ok"].cert), NOW)
+    result = fresh.evaluate(device_facts(env, "ldevid-ok"), NOW)
     assert result.decision.vlan == 35 and "signature" in result.decision.reasons[-1]
 
 
@@ -118,7 +118,7 @@ def test_decision_reasons_are_logged_by_the_hook_path(env: AttestEnv) -> None:
     service.import_token(mint(env.verifier, status="contraindicated", now=NOW, akpub=env.akpub("ldevid-ok")), NOW)
     from policy.model import NetworkContext
 
-    result = authorizer.authorize(facts_from_certificate(env.pki.devices["ldevid-ok"].cert), NetworkContext(), NOW)
+    result = authorizer.authorize(device_facts(env, "ldevid-ok"), NetworkContext(), NOW)
     assert result.decision.outcome is Outcome.QUARANTINE
     entry = env.store.decisions(result.device.id if result.device else None, limit=1)[0]
     assert "attestation contraindicated" in entry.reasons[-1]
