@@ -1,8 +1,14 @@
-"""Shared pieces of the command line: JSON and table output, the error-to-exit-code group, the --config option."""
+"""Shared pieces of the command line: JSON and table output, the error-to-exit-code group, the --config option.
+
+Text for humans goes through ``policy.text.safe_text`` (``table`` cells, ``echo_safe`` lines, the error line):
+serials, subjects, switch output and exception messages are untrusted. ``--json`` stays exact; ``json.dumps``
+escapes control characters itself.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -14,6 +20,7 @@ from typing import Any
 import click
 
 from policy.errors import TrustportError
+from policy.text import SafeFormatter, safe_text
 
 config_option = click.option(
     "--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
@@ -38,11 +45,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(_jsonable(value), indent=2, sort_keys=False))
+    # ensure_ascii (the default) writes every control and non-ASCII character as \uNNNN: exact and terminal-safe
+    click.echo(json.dumps(_jsonable(value), indent=2, sort_keys=False, ensure_ascii=True))
+
+
+def echo_safe(message: object, *, err: bool = False, limit: int | None = None) -> None:
+    """Print one line that contains untrusted text; a newline in it is shown as ``\\x0a``, not obeyed."""
+    click.echo(safe_text(message, limit), err=err)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[safe_text(h) for h in headers]] + [["" if c is None else safe_text(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -56,8 +69,20 @@ class TrustportGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrustportError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo_safe(f"error: {exc}", err=True)  # messages quote serials, subjects, switch output
             sys.exit(2)
+
+
+def install_safe_logging(level: int = logging.WARNING) -> None:
+    """Send Python logging (drivers, trust store, MUD lookup) to stderr through ``SafeFormatter``, unless the
+    root logger already has a handler; without one, logging's last-resort handler would print messages raw."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def now_utc() -> datetime:

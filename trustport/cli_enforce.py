@@ -41,8 +41,8 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
         if job.state in ("done", "failed") or "failure" in message:
             done["n"] += job.state in ("done", "failed")
             counts = enforcement.queue.counts()
-            click.echo(f"[{done['n']} finished, {counts.get('queued', 0)} queued] job #{job.id} "
-                       f"({job.reason}): {message}")
+            cli_base.echo_safe(f"[{done['n']} finished, {counts.get('queued', 0)} queued] job #{job.id} "
+                               f"({job.reason}): {message}")  # reason and switch output are untrusted
 
     worker = Worker(enforcement.queue, executor, enforcement.worker_settings, worker_id=worker_id,
                     on_event=report)
@@ -67,7 +67,8 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
     finally:
         store.close()
     counts = enforcement.queue.counts()
-    click.echo("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "queue: empty")
+    cli_base.echo_safe("queue: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts
+                       else "queue: empty")
     if counts.get("failed"):
         sys.exit(1)
 

@@ -88,14 +88,15 @@ def mud_fetch(url: str, config_file: Path) -> None:
     hint = policy_hint(verified.profile)
     assert verified.signer is not None
     written_at = datetime.fromtimestamp(mud_path.stat().st_mtime, UTC)  # what the lookup counts cache-validity from
-    click.echo(f"fetched {url}\n"
-               f"  file:           {mud_path}\n"
-               f"  signature:      {signature_path}\n"
-               f"  signed by:      {verified.signer.subject.rfc4514_string()}\n"
-               f"  classification: {hint.classification.value}\n"
-               f"  filter-id:      {hint.filter_id or '-'}\n"
-               f"  valid until:    {verified.profile.expires_at(written_at).isoformat()} "
-               f"(cache-validity {verified.profile.cache_validity_hours} h)")
+    for line in (f"fetched {url}",
+                 f"  file:           {mud_path}",
+                 f"  signature:      {signature_path}",
+                 f"  signed by:      {verified.signer.subject.rfc4514_string()}",
+                 f"  classification: {hint.classification.value}",
+                 f"  filter-id:      {hint.filter_id or '-'}",
+                 f"  valid until:    {verified.profile.expires_at(written_at).isoformat()} "
+                 f"(cache-validity {verified.profile.cache_validity_hours} h)"):
+        cli_base.echo_safe(line)  # the signer's subject and the file's filter-id come from the network
 
 
 def result_document(url: str, result: MudLookupResult) -> dict[str, Any]:
@@ -136,8 +137,8 @@ def mud_show(url: str, as_json: bool, config_file: Path) -> None:
         for label, key in labels:
             value = document[key]
             if value not in (None, []) and (result.ok or key in ("url", "file", "status")):
-                click.echo(f"{label + ':':<17} {', '.join(value) if isinstance(value, list) else value}")
+                cli_base.echo_safe(f"{label + ':':<17} {', '.join(value) if isinstance(value, list) else value}")
         if not result.ok:
-            click.echo(f"{'problem:':<17} {result.detail}")
+            cli_base.echo_safe(f"{'problem:':<17} {result.detail}")
     if not result.ok:
         sys.exit(1)

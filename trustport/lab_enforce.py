@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 import radius_hooks
+from policy.text import safe_text
 from trustport.cli_base import table
 from trustport.pki import write_private
 
@@ -121,7 +122,7 @@ def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> lis
     enforcement = Enforcement(config, lab.store)
     executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
     worker = Worker(enforcement.queue, executor, enforcement.worker_settings, worker_id="lab-worker",
-                    on_event=lambda job, message: echo(f"    job #{job.id}: {message}"))
+                    on_event=lambda job, message: echo(f"    job #{job.id}: {safe_text(message)}"))
     rows = []
 
     def move(step: str, serial: str, trigger: Callable[[], str]) -> None:

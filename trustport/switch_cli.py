@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from policy.text import safe_text
 from switch_drivers import (
     DriverError,
     InvalidArgument,
@@ -43,7 +44,7 @@ def _load(path: Path) -> Inventory:
     try:
         return load_inventory(path)
     except DriverError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(safe_text(exc)) from exc
 
 
 def _run(inventory: Inventory, names: str, operation: Callable[[SwitchDriver], T]) -> list[SwitchResult[T]]:
@@ -76,13 +77,13 @@ def _report(results: list[SwitchResult[Any]], as_json: bool, describe: Callable[
             }
             for r in results
         ]
-        click.echo(json.dumps(doc, indent=2))
-    else:
+        click.echo(json.dumps(doc, indent=2))  # ensure_ascii: control characters come out as \uNNNN
+    else:  # ports, read-back values and error messages carry switch output: shown escaped
         for r in results:
             if r.ok:
-                click.echo(f"{r.switch}: {describe(r.value)}")
+                click.echo(safe_text(f"{r.switch}: {describe(r.value)}"))
             else:
-                click.echo(f"{r.switch}: FAILED {type(r.error).__name__}: {r.error}", err=True)
+                click.echo(safe_text(f"{r.switch}: FAILED {type(r.error).__name__}: {r.error}"), err=True)
     if any(not r.ok for r in results):
         bad_args = all(isinstance(r.error, InvalidArgument) for r in results if not r.ok)
         raise SystemExit(2 if bad_args else 1)
@@ -133,7 +134,7 @@ def check(inventory_path: Path, as_json: bool) -> None:
         click.echo(json.dumps({"ok": not problems, "problems": problems}, indent=2))
     else:
         for problem in problems:
-            click.echo(problem, err=True)
+            click.echo(safe_text(problem), err=True)
         if not problems:
             click.echo("inventory OK")
     if problems:
