@@ -19,6 +19,10 @@ class CertificateError(TrustportError):
     """A certificate (or CRL, or trust anchor file) could not be parsed."""
 
 
+class IdentityError(CertificateError):
+    """A certificate's names cannot be read as one unambiguous device identity (see policy.dn)."""
+
+
 class AttestationError(TrustportError):
     """An attestation result could not be verified."""
 

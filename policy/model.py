@@ -43,6 +43,17 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
+class IssuerCertificate:
+    """The certificate that signed the device certificate, as verified in the chain (FreeRADIUS: depth 1,
+    ``TLS-Cert-*``). Its identity decides the anchor role: the leaf's own issuer fields are chosen by its signer."""
+
+    subject: str  # canonical DN text (policy.dn)
+    issuer: str
+    serial: str  # lower-case hex, no separators, no leading zeros
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True)
 class CertificateFacts:
     """What is known about a presented device certificate.
 
@@ -52,7 +63,7 @@ class CertificateFacts:
     """
 
     source: str  # "radius" or "pem"
-    subject: str  # OpenSSL one-line form: /C=DE/O=Acme/CN=x/serialNumber=SN-1
+    subject: str  # canonical DN text (policy.dn): /C=DE/O=Acme/CN=x/serialNumber=SN-1, escapes decoded
     issuer: str
     cert_serial: str  # lower-case hex, no separators, no leading zeros
     device_serial: str | None  # subject serialNumber (2.5.4.5)
@@ -70,6 +81,7 @@ class CertificateFacts:
     signature_hash: str | None = None  # "sha256", "sha1", "md5", ... or None when not known
     fingerprint_sha256: str | None = None  # hex of SHA-256 over the DER certificate
     spki_sha256: str | None = None  # hex of SHA-256 over the DER SubjectPublicKeyInfo (attestation binding)
+    issuer_certificate: IssuerCertificate | None = None  # None: the chain was not verified / not reported
 
 
 @dataclass(frozen=True)
@@ -171,3 +183,13 @@ class DecisionLogEntry:
     vlan: int | None
     segment: str | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """A lifecycle audit entry written with a decision (same transaction): who, what, and why."""
+
+    actor: str
+    action: str  # e.g. "certificate-mismatch", "certificate-bound"
+    state: str  # the device's state (unchanged by the event)
+    reason: str

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from policy.model import (
+    AuditNote,
     CertificateFacts,
     CertKind,
     DecisionLogEntry,
@@ -63,8 +64,14 @@ class DeviceStore(Protocol):
     ) -> DeviceRecord:
         """Change the given fields (None = leave as is); raises ``DeviceNotFound``."""
 
-    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None) -> None:
-        """Append to the log; with ``seen``, also record the device as seen (one transaction)."""
+    def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
+                        audit: AuditNote | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen, and with ``audit`` an audit entry for
+        ``entry.device_id`` (one transaction)."""
+
+    def bind_certificate(self, device_id: int, facts: CertificateFacts, now: datetime,
+                         audit: AuditNote) -> DeviceRecord:
+        """Replace the certificate a device is bound to (operator re-bind, enrolment), with its audit entry."""
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:
         """Newest first."""

@@ -1,7 +1,8 @@
-"""Certificate facts from a parsed X.509 certificate, spelled the way FreeRADIUS/OpenSSL print them.
+"""Certificate facts from a parsed X.509 certificate, read the way FreeRADIUS/OpenSSL export them.
 
-Both paths (RADIUS attributes and PEM files) must produce identical strings for issuer/subject so that trust
-anchors, CRLs and the registry match either way; ``oneline_dn`` reproduces OpenSSL's ``X509_NAME_oneline``.
+Both paths (RADIUS attributes and PEM files) must produce identical identities so that trust anchors, CRLs
+and the registry match either way: names are rendered exactly as OpenSSL's ``X509_NAME_oneline`` writes them and
+then parsed by the same strict parser (``policy.dn``) that reads FreeRADIUS's attributes.
 """
 
 from __future__ import annotations
@@ -11,38 +12,14 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 
-from policy.errors import CertificateError
-from policy.model import CertificateFacts, KeyInfo
+from policy.dn import ONELINE_LIMIT, DistinguishedName, DnError, parse_dn, render_oneline
+from policy.errors import CertificateError, IdentityError
+from policy.model import CertificateFacts, IssuerCertificate, KeyInfo
 
 MUD_URL_OID = "1.3.6.1.5.5.7.1.25"
 MAX_MUD_URL_LENGTH = 2048
-
-# OpenSSL short names (OBJ_nid2sn) for the attributes that appear in device and CA names.
-_SHORT_NAMES: dict[x509.ObjectIdentifier, str] = {
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.COMMON_NAME: "CN",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.EMAIL_ADDRESS: "emailAddress",
-    NameOID.DOMAIN_COMPONENT: "DC",
-    NameOID.USER_ID: "UID",
-    NameOID.STREET_ADDRESS: "street",
-    NameOID.TITLE: "title",
-    NameOID.GIVEN_NAME: "GN",
-    NameOID.SURNAME: "SN",
-    NameOID.PSEUDONYM: "pseudonym",
-    NameOID.DN_QUALIFIER: "dnQualifier",
-    NameOID.GENERATION_QUALIFIER: "generationQualifier",
-    NameOID.INITIALS: "initials",
-    NameOID.POSTAL_CODE: "postalCode",
-    NameOID.BUSINESS_CATEGORY: "businessCategory",
-    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
-}
 
 _KEY_USAGE_NAMES = (
     ("digital_signature", "Digital Signature"),
@@ -55,19 +32,21 @@ _KEY_USAGE_NAMES = (
 )
 
 
+def parsed_name(name: x509.Name, what: str) -> DistinguishedName:
+    """A certificate name as the RADIUS path would read it; IdentityError where that reading is ambiguous."""
+    try:
+        return parse_dn(render_oneline(name), what)
+    except DnError as exc:
+        raise IdentityError(str(exc)) from exc
+
+
 def oneline_dn(name: x509.Name) -> str:
-    """``/C=DE/O=Acme/CN=x`` in certificate order, like OpenSSL's X509_NAME_oneline."""
-    parts = []
-    for attribute in name:
-        key = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
-        value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
-        escaped = "".join(ch if 0x20 <= ord(ch) < 0x7F else f"\\x{ord(ch):02X}" for ch in value)
-        parts.append(f"/{key}={escaped}")
-    return "".join(parts)
+    """The canonical DN text of a certificate name (``/C=DE/O=Acme/CN=x``, escapes decoded)."""
+    return parsed_name(name, "name").text
 
 
 def parse_oneline_dn(dn: str) -> dict[str, str]:
-    """'/C=DE/O=x/serialNumber=SN-1' -> {'C': 'DE', ...}; first value per key wins."""
+    """Canonical DN text (policy.dn: no '/' inside values) -> {'C': 'DE', ...}; first value per key wins."""
     out: dict[str, str] = {}
     for part in dn.split("/")[1:]:
         key, sep, value = part.partition("=")
@@ -130,9 +109,23 @@ def parse_mud_url(der: bytes) -> str:
     return url
 
 
-def facts_from_certificate(cert: x509.Certificate) -> CertificateFacts:
-    serials = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+def issuer_reference(ca: x509.Certificate) -> IssuerCertificate:
+    return IssuerCertificate(subject=oneline_dn(ca.subject), issuer=oneline_dn(ca.issuer),
+                             serial=format_serial(ca.serial_number), not_after=ca.not_valid_after_utc)
+
+
+def facts_from_certificate(cert: x509.Certificate, issuer: x509.Certificate | None = None) -> CertificateFacts:
+    """Facts of a device certificate; ``issuer`` is the certificate that signed it in a verified chain.
+
+    Raises IdentityError for a name the RADIUS path would refuse (ambiguous, too long, not UTF-8), so both
+    paths give the same verdict."""
+    subject = parsed_name(cert.subject, "certificate subject")
+    try:
+        device_serial = subject.single("serialNumber", "certificate subject")
+    except DnError as exc:
+        raise IdentityError(str(exc)) from exc
+    if len(format_serial(cert.serial_number)) >= ONELINE_LIMIT:
+        raise IdentityError("certificate serial is too long for FreeRADIUS to export")
     exts = cert.extensions
 
     def ext(oid: x509.ObjectIdentifier) -> x509.Extension[x509.ExtensionType] | None:
@@ -163,11 +156,11 @@ def facts_from_certificate(cert: x509.Certificate) -> CertificateFacts:
     hash_alg = cert.signature_hash_algorithm
     return CertificateFacts(
         source="pem",
-        subject=oneline_dn(cert.subject),
-        issuer=oneline_dn(cert.issuer),
+        subject=subject.text,
+        issuer=parsed_name(cert.issuer, "certificate issuer").text,
         cert_serial=format_serial(cert.serial_number),
-        device_serial=str(serials[0].value) if serials else None,
-        common_name=str(cns[0].value) if cns else None,
+        device_serial=device_serial or None,
+        common_name=subject.first("CN"),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         is_ca=bc.value.ca if bc is not None and isinstance(bc.value, x509.BasicConstraints) else False,
@@ -183,6 +176,7 @@ def facts_from_certificate(cert: x509.Certificate) -> CertificateFacts:
         signature_hash=hash_alg.name if hash_alg is not None else None,
         fingerprint_sha256=hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
         spki_sha256=hashlib.sha256(spki_der(cert)).hexdigest(),
+        issuer_certificate=issuer_reference(issuer) if issuer is not None else None,
     )
 
 

@@ -1,8 +1,10 @@
 """FreeRADIUS value-pair tuples -> typed request data.
 
 rlm_python3 hands us ``(name, value)`` string tuples (values printed into a 1024-byte buffer, so anything of
-1023+ characters may be cut). Nothing here trusts the shape of its input: malformed pairs are skipped and
-counted, and missing or truncated certificate attributes raise ``RequestError`` with a specific reason.
+1023+ characters may be cut). Nothing here trusts the shape of its input: malformed pairs are counted, at most
+``MAX_PAIRS`` are read (a longer list is refused as a whole, so a conflicting repeat cannot hide behind filler),
+and missing, repeated-with-another-value or truncated certificate attributes raise ``RequestError``.
+Names are parsed by ``policy.dn`` (strict: an ambiguous one-line DN is refused, never guessed).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from policy.model import CertificateFacts, NetworkContext
-from policy.x509facts import MUD_URL_OID, parse_mud_url, parse_oneline_dn
+from policy.dn import DnError, parse_dn
+from policy.model import CertificateFacts, IssuerCertificate, NetworkContext
+from policy.x509facts import MUD_URL_OID, parse_mud_url
 
 TRUNCATION_LIMIT = 1023  # rlm_python3 prints each value into char[1024]
 MAX_PAIRS = 1000
 CERT = "TLS-Client-Cert-"
+ISSUER_CERT = "TLS-Cert-"  # the certificate at depth 1: the one that signed the client's
 MUD_ATTRIBUTE = CERT + MUD_URL_OID
 _TIME = re.compile(r"^(\d{12}|\d{14})Z$")
 
@@ -32,6 +36,7 @@ class Pairs:
 
     values: Mapping[str, tuple[str, ...]]
     dropped: int
+    overflow: bool = False  # more than MAX_PAIRS pairs: not all were read
 
     def first(self, name: str) -> str | None:
         found = self.values.get(name)
@@ -52,10 +57,11 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
     raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
     values: dict[str, list[str]] = {}
     dropped = 0
+    overflow = False
     for count, pair in enumerate(_pairs_of(raw)):
         if count >= MAX_PAIRS:
-            dropped += 1
-            continue
+            overflow = True
+            break
         if not (isinstance(pair, tuple | list) and len(pair) == 2):
             dropped += 1
             continue
@@ -66,7 +72,7 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
             dropped += 1
             continue
         values.setdefault(name, []).append(value)
-    return Pairs({k: tuple(v) for k, v in values.items()}, dropped)
+    return Pairs({k: tuple(v) for k, v in values.items()}, dropped, overflow)
 
 
 def _single(pairs: Pairs, name: str) -> str | None:
@@ -116,11 +122,38 @@ def normalise_serial(value: str) -> str:
     return digits.lstrip("0") or "0"
 
 
+def _dn(pairs: Pairs, name: str, what: str) -> str:
+    try:
+        return parse_dn(_required(pairs, name), what).text
+    except DnError as exc:
+        raise RequestError(str(exc)) from exc
+
+
+def issuer_certificate(pairs: Pairs) -> IssuerCertificate | None:
+    """The depth-1 certificate FreeRADIUS exported as ``TLS-Cert-*`` (None when it sent none)."""
+    if _single(pairs, ISSUER_CERT + "Subject") is None:
+        return None
+    expiration = _optional(pairs, ISSUER_CERT + "Expiration")
+    return IssuerCertificate(
+        subject=_dn(pairs, ISSUER_CERT + "Subject", "issuing CA subject"),
+        issuer=_dn(pairs, ISSUER_CERT + "Issuer", "issuing CA issuer"),
+        serial=normalise_serial(_required(pairs, ISSUER_CERT + "Serial")),
+        not_after=parse_asn1_time(expiration) if expiration else None,
+    )
+
+
 def facts_from_pairs(pairs: Pairs) -> CertificateFacts:
-    subject = _required(pairs, CERT + "Subject")
-    issuer = _required(pairs, CERT + "Issuer")
-    if not subject.startswith("/") or not issuer.startswith("/"):
-        raise RequestError("subject/issuer are not in OpenSSL one-line form ('/C=../O=..')")
+    if pairs.overflow:
+        raise RequestError(f"request has more than {MAX_PAIRS} attributes; refusing to read part of it")
+    if pairs.dropped:
+        raise RequestError(f"request has {pairs.dropped} malformed attribute pair(s)")
+    subject_text = _required(pairs, CERT + "Subject")
+    try:
+        subject = parse_dn(subject_text, "certificate subject")
+        device_serial = subject.single("serialNumber", "certificate subject")
+    except DnError as exc:
+        raise RequestError(str(exc)) from exc
+    issuer = _dn(pairs, CERT + "Issuer", "certificate issuer")
     basic = _optional(pairs, CERT + "X509v3-Basic-Constraints")
     key_usage = _optional(pairs, CERT + "X509v3-Key-Usage")
     eku: tuple[str, ...] | None = None
@@ -140,11 +173,11 @@ def facts_from_pairs(pairs: Pairs) -> CertificateFacts:
     not_after = _optional(pairs, CERT + "Expiration")
     return CertificateFacts(
         source="radius",
-        subject=subject,
+        subject=subject.text,
         issuer=issuer,
         cert_serial=normalise_serial(_required(pairs, CERT + "Serial")),
-        device_serial=parse_oneline_dn(subject).get("serialNumber") or None,
-        common_name=_optional(pairs, CERT + "Common-Name"),
+        device_serial=device_serial or None,
+        common_name=subject.first("CN"),
         not_before=parse_asn1_time(not_before) if not_before else None,
         not_after=parse_asn1_time(not_after) if not_after else None,
         is_ca=basic is not None and "CA:TRUE" in basic.upper(),
@@ -154,6 +187,7 @@ def facts_from_pairs(pairs: Pairs) -> CertificateFacts:
         authority_key_id=_optional(pairs, CERT + "X509v3-Authority-Key-Identifier"),
         mud_url=mud_url,
         mud_url_error=mud_error,
+        issuer_certificate=issuer_certificate(pairs),
     )
 
 

@@ -8,14 +8,17 @@ certificate attributes as unverified and only logs them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from policy.errors import StoreError
 from policy.model import Decision, NetworkContext, Outcome
 from policy.sessions_sql import ACCT_KINDS
+from policy.text import safe_text
 from radius_hooks.attributes import (
     Pairs,
     RequestError,
@@ -67,10 +70,39 @@ def _serial_of(pairs: Pairs) -> str:
         return ""
 
 
+# What a bare TLS alert means for a client certificate under the rendered tls-config (sigalgs_list, groups).
+_ALERT_HINTS = (
+    ("handshake failure", "the client could not sign with an accepted algorithm (a DSA key, or SHA-1/SHA-224 only)"),
+    ("illegal parameter", "the client's EC key is on a curve other than P-256/P-384/P-521"),
+)
+
+
 def _failure_summary(messages: tuple[str, ...]) -> list[str]:
     """The few Module-Failure-Messages that say why (OpenSSL's verdict first), not the whole cascade."""
     telling = [m for m in messages if "OpenSSL says" in m or "Alert" in m] or list(messages)
-    return [m[:300] for m in telling[:3]] or ["TLS handshake or EAP failed"]
+    summary = [m[:300] for m in telling[:3]] or ["TLS handshake or EAP failed"]
+    if not any("OpenSSL says" in m for m in summary):
+        summary += [hint for alert, hint in _ALERT_HINTS if any(alert in m for m in summary)]
+    return summary
+
+
+class RadlogHandler(logging.Handler):
+    """Python logging inside radiusd (trust material, MUD lookup, ...) goes to radiusd's log through ``Hook.log``
+    (escaped, one line), instead of raw to radiusd's stderr."""
+
+    def __init__(self, hook: Hook) -> None:
+        super().__init__(logging.INFO)
+        self.hook = hook
+
+    def emit(self, record: logging.LogRecord) -> None:
+        radiusd = self.hook.radiusd
+        level = (radiusd.L_ERR if record.levelno >= logging.ERROR
+                 else radiusd.L_WARN if record.levelno >= logging.WARNING else radiusd.L_INFO)
+        with contextlib.suppress(Exception):
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            self.hook.log(level, f"{record.name}: {text}")
 
 
 class Hook:
@@ -84,11 +116,17 @@ class Hook:
         self._accepted: dict[tuple[str, str], tuple[float, int | None, Decision]] = {}
 
     def log(self, level: int, message: str) -> None:
+        """One radiusd log line; serials, subjects, MACs and User-Names in ``message`` are shown escaped."""
         with contextlib.suppress(Exception):  # logging must never break authentication
-            self.radiusd.radlog(level, "trustport: " + message.replace("\n", " ")[:2000])
+            self.radiusd.radlog(level, "trustport: " + safe_text(message, limit=2000))
 
     def instantiate(self, config: Any) -> int:
         """Load settings, anchors, CRLs and open the registry. Returns 0, or -1 to stop radiusd from starting."""
+        for name in ("policy", "radius_hooks"):  # one hook per radiusd: the latest instance gets the records
+            logger = logging.getLogger(name)
+            for old in [h for h in logger.handlers if isinstance(h, RadlogHandler)]:
+                logger.removeHandler(old)
+            logger.addHandler(RadlogHandler(self))
         try:
             path = config.get("settings") if isinstance(config, dict) else None
             if not path:
@@ -99,11 +137,27 @@ class Hook:
                 self.log(self.radiusd.L_WARN, message)
             self.log(self.radiusd.L_INFO, f"loaded {len(self.authorizer.trust.anchors)} trust anchor CA(s), "
                                           f"{len(self.authorizer.trust.crls)} CRL(s)")
+            self._log_registry_health(self.authorizer)
             return 0
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             self.log(self.radiusd.L_ERR, f"cannot start: {self.startup_error}")
             return -1
+
+    def _log_registry_health(self, authorizer: Authorizer) -> None:
+        """Say at start whether the registry is usable. A damaged or missing one does not stop radiusd: the
+        store refuses it, so every authentication is rejected until it is healthy again (no restart needed);
+        the hook never creates one (that is ``trustport db init``)."""
+        ping = getattr(authorizer.store, "ping", None)
+        if not callable(ping):
+            return
+        try:
+            ping()
+        except Exception as exc:
+            self.log(self.radiusd.L_ERR, f"registry unusable, every authentication will be rejected until it is "
+                                         f"fixed: {type(exc).__name__}: {exc}")
+        else:
+            self.log(self.radiusd.L_INFO, f"registry {getattr(authorizer.store, 'display_url', '?')} is healthy")
 
     def authorize(self, p: Any) -> int:
         """Called on every EAP round: certificates are not visible yet, so nothing to decide."""
@@ -113,9 +167,14 @@ class Hook:
         """The decision, once per EAP-TLS authentication, after OpenSSL verified the chain."""
         try:
             return self._check_eap_tls(p)
+        except StoreError as exc:
+            self.log(self.radiusd.L_ERR, f"reject (registry unusable, failing closed): {exc}")
         except Exception as exc:
             self.log(self.radiusd.L_ERR, f"reject (internal error, failing closed): {type(exc).__name__}: {exc}")
-            return self.radiusd.RLM_MODULE_REJECT
+        with contextlib.suppress(Exception):  # our own reject: post_auth must not log it as a TLS failure
+            pairs = request_pairs(p)
+            self._remember_reject(_serial_of(pairs), network_context(pairs))
+        return self.radiusd.RLM_MODULE_REJECT
 
     def _check_eap_tls(self, p: Any) -> int | tuple[int, dict[str, ReplyPairs]]:
         if self.authorizer is None:
@@ -130,6 +189,7 @@ class Hook:
             self.log(self.radiusd.L_AUTH, f"reject {context.calling_station_id}: {exc}")
             self.authorizer.record(now, None, f"malformed request from {context.calling_station_id}", context,
                                    Decision(Outcome.REJECT, None, None, (f"request: {exc}",)))
+            self._remember_reject(_serial_of(pairs), context)  # post_auth must not log it again as a TLS failure
             return self.radiusd.RLM_MODULE_REJECT
         result = self.authorizer.authorize(facts, context, now)
         decision = result.decision

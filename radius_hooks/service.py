@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from policy.attestation import AttestationStanding
-from policy.certificates import validate_certificate
+from policy.certificates import BINDING, check_binding, find_anchor, validate_certificate
 from policy.decide import decide
 from policy.model import (
+    AuditNote,
     CertificateFacts,
     CertificateVerdict,
     Check,
@@ -110,11 +111,13 @@ class Authorizer:
             denied = self.deny_list(facts.issuer, facts.cert_serial)
             extra_checks += (Check("deny-list", False, f"certificate {denied}") if denied
                              else Check("deny-list", True, "not on the local deny list"),)
-        verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
-                                       self.settings.revocation, extra_checks)
         key = device_key(facts)
         # looked up even for an invalid certificate, so the decision log names the device it claims to be
         device = self.store.find_device(key) if key is not None else None
+        anchor, _ = find_anchor(facts, self.trust.anchors)
+        binding = check_binding(facts, device, anchor.role if anchor is not None else None)
+        verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
+                                       self.settings.revocation, (*extra_checks, binding))
         standing = attestation
         if standing is None and self.attestation is not None and device is not None and verdict.valid:
             standing = self.attestation.standing(device, facts, now)
@@ -124,21 +127,29 @@ class Authorizer:
         return AuthResult(facts, verdict, device, decision, standing)
 
     def authorize(self, facts: CertificateFacts, context: NetworkContext, now: datetime) -> AuthResult:
-        """Decide and record: pending registration, last seen, and the decision log entry."""
+        """Decide and record: pending registration, last seen (and first-use binding), the decision log entry
+        and, for a certificate that is not the registered one, an audit entry for the device it claimed to be."""
         result = self.evaluate(facts, now, context=context)
         device = result.device
         key = device_key(facts)
-        seen = None
+        seen = audit = None
+        binding = next((c for c in result.verdict.checks if c.name == BINDING), None)
         if result.decision.register_pending and key is not None and result.verdict.kind is not None:
             device = self.store.register_pending(key, facts, result.verdict.kind, now)
         elif device is not None and result.decision.outcome is not Outcome.REJECT:
             seen = facts
-        self.record(now, device.id if device else None, device_label(facts), context, result.decision, seen)
+            if device.cert_serial is None:
+                audit = AuditNote("radius", "certificate-bound", device.state.value,
+                                  f"bound on first use to certificate serial {facts.cert_serial}")
+        if device is not None and binding is not None and binding.ok is False:
+            audit = AuditNote("radius", "certificate-mismatch", device.state.value,
+                              f"{binding.detail}; from {context.calling_station_id} via NAS {context.nas_ip}")
+        self.record(now, device.id if device else None, device_label(facts), context, result.decision, seen, audit)
         return AuthResult(result.facts, result.verdict, device, result.decision, result.attestation)
 
     def record(self, now: datetime, device_id: int | None, label: str, context: NetworkContext,
-               decision: Decision, seen: CertificateFacts | None = None) -> None:
+               decision: Decision, seen: CertificateFacts | None = None, audit: AuditNote | None = None) -> None:
         self.store.append_decision(DecisionLogEntry(
             time=now, device_id=device_id, device=label, context=context, outcome=decision.outcome,
             vlan=decision.vlan, segment=decision.segment, reasons=decision.reasons,
-        ), seen=seen)
+        ), seen=seen, audit=audit)

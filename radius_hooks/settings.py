@@ -28,6 +28,7 @@ class AnchorFile:
     name: str
     role: CertKind
     file: Path
+    max_certificate_days: int | None = None  # None: the role's default (LDevID 825 days, IDevID unlimited)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class HookSettings:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": SETTINGS_VERSION,
-            "trust_anchors": [{"name": a.name, "role": a.role.value, "file": str(a.file)} for a in self.anchors],
+            "trust_anchors": [{"name": a.name, "role": a.role.value, "file": str(a.file),
+                               "max_certificate_days": a.max_certificate_days} for a in self.anchors],
             "crl_dir": str(self.crl_dir) if self.crl_dir else None,
             "crl_refresh_seconds": self.crl_refresh_seconds,
             "revocation": {
@@ -90,7 +92,9 @@ class HookSettings:
             mud = data.get("mud")
             return cls(
                 anchors=tuple(
-                    AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"])) for a in data["trust_anchors"]
+                    AnchorFile(str(a["name"]), CertKind(a["role"]), Path(a["file"]),
+                               None if a.get("max_certificate_days") is None else int(a["max_certificate_days"]))
+                    for a in data["trust_anchors"]
                 ),
                 crl_dir=Path(data["crl_dir"]) if data.get("crl_dir") else None,
                 crl_refresh_seconds=float(data["crl_refresh_seconds"]),

@@ -9,46 +9,99 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from policy.certificates import CrlInfo, TrustAnchor
 from policy.errors import CertificateError
-from policy.x509facts import format_serial, key_id_hex, load_pem_certificates, oneline_dn
+from policy.model import CertKind
+from policy.x509facts import format_serial, load_pem_certificates, oneline_dn
 from radius_hooks.settings import AnchorFile
 
 log = logging.getLogger(__name__)
 CRL_SUFFIXES = (".crl", ".pem", ".der")
 
 
-def _ski(cert: x509.Certificate) -> str | None:
+DEFAULT_MAX_LIFETIME = {CertKind.LDEVID: timedelta(days=825), CertKind.IDEVID: None}
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
     try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
-        return None
-    return key_id_hex(ext.value.digest)
+        return False
+    return bc.ca
 
 
-def load_anchors(files: tuple[AnchorFile, ...]) -> tuple[dict[str, TrustAnchor], dict[str, x509.Certificate]]:
-    """Anchors keyed by CA subject DN, and the CA certificates themselves (for chain and CRL checks)."""
-    anchors: dict[str, TrustAnchor] = {}
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _anchor_entry(spec: AnchorFile, cert: x509.Certificate, root: bool) -> TrustAnchor:
+    lifetime = (timedelta(days=spec.max_certificate_days) if spec.max_certificate_days is not None
+                else DEFAULT_MAX_LIFETIME[spec.role])
+    return TrustAnchor(spec.name, spec.role, oneline_dn(cert.subject), oneline_dn(cert.issuer),
+                       format_serial(cert.serial_number), cert.not_valid_after_utc, root, lifetime)
+
+
+def _file_entries(spec: AnchorFile) -> list[tuple[TrustAnchor, x509.Certificate]]:
+    """One anchor file: its self-signed root CA(s) and, optionally, CAs directly issued by them."""
+    try:
+        data = spec.file.read_bytes()
+    except OSError as exc:
+        raise CertificateError(f"trust anchor {spec.name!r}: cannot read {spec.file}: {exc}") from exc
+    where = f"trust anchor {spec.name!r} ({spec.file})"
+    certs = load_pem_certificates(data, where)
+    for cert in certs:
+        if not _is_ca(cert):
+            raise CertificateError(f"{where}: {oneline_dn(cert.subject)} is not a CA certificate "
+                                   "(basicConstraints CA:TRUE); configure the CA that issues device certificates")
+    roots = [c for c in certs if c.subject == c.issuer and _issued_by(c, c)]
+    if not roots:
+        raise CertificateError(f"{where}: no self-signed root CA in the file; the root must be configured")
+    entries = []
+    for cert in certs:
+        if any(cert is r for r in roots):
+            entries.append((_anchor_entry(spec, cert, True), cert))
+        elif any(_issued_by(cert, r) for r in roots):
+            entries.append((_anchor_entry(spec, cert, False), cert))
+        else:
+            raise CertificateError(
+                f"{where}: {oneline_dn(cert.subject)} is not issued by a root CA in the same file; at most one "
+                "intermediate CA between a device certificate and its anchor is supported (FreeRADIUS "
+                "verify_depth = 1)")
+    return entries
+
+
+def load_anchors(files: tuple[AnchorFile, ...]) -> tuple[dict[tuple[str, str, str], TrustAnchor],
+                                                         dict[str, x509.Certificate]]:
+    """Configured CA certificates keyed by (subject, issuer, serial), and the certificates by subject (for CRL
+    signatures and chain building). A CA name can belong to one configured certificate only."""
+    anchors: dict[tuple[str, str, str], TrustAnchor] = {}
     certs: dict[str, x509.Certificate] = {}
+    owner: dict[str, TrustAnchor] = {}
     for spec in files:
-        try:
-            data = spec.file.read_bytes()
-        except OSError as exc:
-            raise CertificateError(f"trust anchor {spec.name!r}: cannot read {spec.file}: {exc}") from exc
-        for cert in load_pem_certificates(data, f"trust anchor {spec.name!r} ({spec.file})"):
-            subject = oneline_dn(cert.subject)
-            if subject in anchors and anchors[subject].role is not spec.role:
+        for entry, cert in _file_entries(spec):
+            other = owner.get(entry.subject)
+            if other is not None and other.ref != entry.ref:
                 raise CertificateError(
-                    f"trust anchor {spec.name!r}: CA {subject} is also anchor {anchors[subject].name!r} "
-                    "with another role; a CA can issue only one kind of device identity"
-                )
-            anchors[subject] = TrustAnchor(spec.name, spec.role, subject, _ski(cert))
-            certs[subject] = cert
+                    f"trust anchor {spec.name!r}: CA {entry.subject} is also configured as another certificate "
+                    f"(anchor {other.name!r}); each CA name may be configured once")
+            if other is not None and other.role is not entry.role:
+                raise CertificateError(
+                    f"trust anchor {spec.name!r}: CA {entry.subject} is also anchor {other.name!r} with another "
+                    "role; a CA can issue only one kind of device identity")
+            owner[entry.subject] = entry
+            anchors[entry.ref] = entry
+            certs[entry.subject] = cert
     return anchors, certs
 
 
@@ -89,8 +142,8 @@ def load_crl(path: Path, issuers: Mapping[str, x509.Certificate]) -> CrlInfo:
 class TrustMaterial:
     """Anchors (fixed for the process) and CRLs (reloaded when the directory changes)."""
 
-    anchors: dict[str, TrustAnchor]
-    ca_certs: dict[str, x509.Certificate]
+    anchors: dict[tuple[str, str, str], TrustAnchor]
+    ca_certs: dict[str, x509.Certificate]  # configured CA certificates by subject (roots and issuing CAs)
     crl_dir: Path | None
     refresh_seconds: float
     crls: dict[str, CrlInfo] = field(default_factory=dict)
@@ -105,6 +158,12 @@ class TrustMaterial:
         material = cls(anchors, certs, crl_dir, refresh_seconds)
         material.refresh(clock())
         return material
+
+    def roots(self) -> list[x509.Certificate]:
+        return [self.ca_certs[a.subject] for a in self.anchors.values() if a.root]
+
+    def intermediates(self) -> list[x509.Certificate]:
+        return [self.ca_certs[a.subject] for a in self.anchors.values() if not a.root]
 
     def _dir_signature(self) -> tuple[tuple[str, int, int], ...]:
         if self.crl_dir is None:

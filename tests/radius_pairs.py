@@ -9,6 +9,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from policy.dn import render_oneline
 from policy.x509facts import MUD_URL_OID, facts_from_certificate, key_id_hex
 
 Pairs = tuple[tuple[str, str], ...]
@@ -28,11 +29,17 @@ def freeradius_pairs(cert: x509.Certificate, issuer: x509.Certificate, *, mac: s
     pairs: list[tuple[str, str]] = [
         ("User-Name", facts.common_name or "device"), ("NAS-IP-Address", "127.0.0.1"),
         ("Calling-Station-Id", mac), ("NAS-Port", "5"), ("EAP-Type", "TLS"),
-        ("TLS-Cert-Subject", facts.issuer), ("TLS-Cert-Common-Name", "CA"),
+        # depth 1: the certificate that signed the client's (FreeRADIUS exports it before the client's own)
+        ("TLS-Cert-Serial", format(issuer.serial_number, "040x")),
+        ("TLS-Cert-Expiration", _asn1_time(issuer.not_valid_after_utc)),
+        ("TLS-Cert-Valid-Since", _asn1_time(issuer.not_valid_before_utc)),
+        ("TLS-Cert-Subject", render_oneline(issuer.subject)), ("TLS-Cert-Issuer", render_oneline(issuer.issuer)),
+        ("TLS-Cert-Common-Name", "CA"),
         ("TLS-Client-Cert-Serial", format(cert.serial_number, "040x")),
         ("TLS-Client-Cert-Expiration", _asn1_time(cert.not_valid_after_utc)),
         ("TLS-Client-Cert-Valid-Since", _asn1_time(cert.not_valid_before_utc)),
-        ("TLS-Client-Cert-Subject", facts.subject), ("TLS-Client-Cert-Issuer", facts.issuer),
+        ("TLS-Client-Cert-Subject", render_oneline(cert.subject)),
+        ("TLS-Client-Cert-Issuer", render_oneline(cert.issuer)),
     ]
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if cn:

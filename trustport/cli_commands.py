@@ -7,21 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryptography import x509
 
-from policy.errors import CertificateError, TrustportError
+from policy.dn import DnError, canonical_dn, canonical_serial
+from policy.errors import CertificateError, IdentityError, TrustportError
 from policy.lifecycle import ACTIONS, Action
 from policy.lifecycle_sql import SqlLifecycleStore
-from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
+from policy.model import CertificateFacts, CertKind, DeviceKey, DeviceRecord, LifecycleState
 from policy.store_sql import SqlDeviceStore
-from policy.x509facts import facts_from_certificate, load_pem_certificates
+from policy.text import safe_text
 from trustport import cli_base
 from trustport.cli_base import config_option
-from trustport.config import TrustportConfig, check_config, load_config
+from trustport.cli_decide import authorizer_for, decide_command, evaluate_pem, read_certificates
+from trustport.config import check_config, load_config
 from trustport.devices import resolve_device
-
-MAX_CERT_BYTES = 256 * 1024
-
 
 
 @click.group("config")
@@ -40,12 +38,12 @@ def config_check(file: Path, as_json: bool) -> None:
                           "problems": [{"location": p.location, "message": p.message} for p in problems]})
     elif problems:
         for problem in problems:
-            click.echo(str(problem))
-        click.echo(f"{len(problems)} problem(s) found in {file}")
+            cli_base.echo_safe(problem)
+        cli_base.echo_safe(f"{len(problems)} problem(s) found in {file}")
     else:
         assert config is not None
-        click.echo(f"{file}: OK ({len(config.trust_anchors)} trust anchor(s), {len(config.segments)} segment(s), "
-                   f"{len(config.radius.clients)} RADIUS client(s))")
+        cli_base.echo_safe(f"{file}: OK ({len(config.trust_anchors)} trust anchor(s), "
+                           f"{len(config.segments)} segment(s), {len(config.radius.clients)} RADIUS client(s))")
     if problems:
         sys.exit(1)
 
@@ -74,7 +72,7 @@ def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
                           "rules": [r.name for r in rules.rules] if rules else []})
     elif problems:
         for problem in problems:
-            click.echo(str(problem))
+            cli_base.echo_safe(problem)
     else:
         assert rules is not None
         click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s)")
@@ -106,91 +104,6 @@ def radius_render(config_file: Path, out: Path, check: bool) -> None:
         RadiusServer(out.resolve(), out / "log" / "check.log").check()
         click.echo("freeradius -XC: configuration OK")
     click.echo(f"start it with: PYTHONPATH={site_packages()} freeradius -d {out.resolve()}")
-
-
-def read_certificate(path: Path) -> x509.Certificate:
-    try:
-        if path.stat().st_size > MAX_CERT_BYTES:
-            raise CertificateError(f"{path}: larger than {MAX_CERT_BYTES} bytes; not a device certificate")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CertificateError(f"{path}: cannot read: {exc.strerror}") from exc
-    return load_pem_certificates(data, str(path))[0]
-
-
-def _standing_from_file(path: Path, authorizer: Any, facts: Any, now: Any) -> Any:
-    """Verify a token file and bind it to the certificate given to ``decide`` (nothing is stored)."""
-    from policy.attestation import AttestationStanding, DeviceBinding, TokenRejected, check_binding
-    from trustport.attest import AttestationService
-    from trustport.cli_attest import read_small
-
-    service = AttestationService(authorizer.settings.attestation, authorizer.store, authorizer.trust)
-    token = read_small(str(path), "token").decode("ascii", "replace").strip()
-    try:
-        claims = service.verify(token, now)
-        binding = check_binding(claims, DeviceBinding(facts.spki_sha256, facts.fingerprint_sha256))
-    except TokenRejected as exc:
-        return AttestationStanding(None, f"{path.name} refused ({exc.reason}): {exc}")
-    return AttestationStanding(claims.status, f"{path.name}, bound by {binding}", claims.vector())
-
-
-def _authorizer(config: TrustportConfig) -> Any:
-    from radius_hooks.service import Authorizer
-
-    return Authorizer.from_settings(config.hook_settings())
-
-
-@click.command("decide")
-@click.option("--cert", "cert_file", type=click.Path(path_type=Path), required=True, help="device certificate (PEM)")
-@click.option("--chain", "chain_file", type=click.Path(path_type=Path), help="intermediate CA certificates (PEM)")
-@click.option("--nas-ip", help="NAS-IP-Address the request would come from")
-@click.option("--nas-port", help="NAS-Port / NAS-Port-Id")
-@click.option("--attestation", "attestation_file", type=click.Path(path_type=Path),
-              help="an EAR token (file) to decide with, instead of the latest stored result")
-@click.option("--json", "as_json", is_flag=True)
-@config_option
-def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None, nas_port: str | None,
-                   attestation_file: Path | None, as_json: bool, config_file: Path) -> None:
-    """What would happen to this device? Validates the certificate like FreeRADIUS + the hook, writes nothing."""
-    from trustport.chain import verify_chain
-
-    config = load_config(config_file)
-    cert = read_certificate(cert_file)
-    intermediates = load_pem_certificates(chain_file.read_bytes(), str(chain_file)) if chain_file else []
-    authorizer = _authorizer(config)
-    now = cli_base.now_utc()
-    chain_check = verify_chain(cert, intermediates, authorizer.trust.ca_certs.values(), now)
-    facts = facts_from_certificate(cert)
-    standing = _standing_from_file(attestation_file, authorizer, facts, now) if attestation_file else None
-    context = NetworkContext(nas_ip=nas_ip, nas_port=nas_port)
-    result = authorizer.evaluate(facts, now, extra_checks=(chain_check,), attestation=standing, context=context)
-    decision = result.decision
-    if as_json:
-        cli_base.emit_json({"device": {"issuer": facts.issuer, "serial_number": facts.device_serial,
-                                     "subject": facts.subject, "mud_url": facts.mud_url,
-                                     "registry_id": result.device.id if result.device else None,
-                                     "state": result.device.state if result.device else None},
-                          "context": context, "checks": result.verdict.checks, "decision": decision,
-                          "attestation": result.attestation})
-        return
-    click.echo(f"device   {facts.device_serial or '?'}  ({facts.subject})")
-    click.echo(f"issuer   {facts.issuer}  [{result.verdict.kind or 'untrusted'}]")
-    click.echo(f"registry {f'#{result.device.id} {result.device.state.value}' if result.device else 'not registered'}")
-    if result.attestation is not None:
-        click.echo(f"attested {result.attestation.label}: {result.attestation.detail}")
-    if nas_ip or nas_port:
-        click.echo(f"from     NAS {nas_ip or '?'} port {nas_port or '?'}")
-    click.echo("")
-    marks = {True: "ok  ", False: "FAIL", None: "--  "}
-    click.echo(cli_base.table(("check", "result", "detail"),
-                            [(c.name, marks[c.ok], c.detail) for c in result.verdict.checks]))
-    click.echo("")
-    vlan = f" VLAN {decision.vlan} ({decision.segment})" if decision.vlan is not None else ""
-    click.echo(f"decision: {decision.outcome.value.upper()}{vlan}"
-               + (f" Filter-Id {decision.filter_id}" if decision.filter_id else ""))
-    click.echo(f"rule:     {decision.rule or '(none matched: lifecycle default)'}")
-    for reason in decision.reasons:
-        click.echo(f"  - {reason}")
 
 
 @click.group("devices")
@@ -249,7 +162,7 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
                          ("notes", record.notes), ("kind", record.cert_kind), ("cert serial", record.cert_serial),
                          ("fingerprint", record.fingerprint_sha256), ("MUD URL", record.mud_url),
                          ("first seen", record.first_seen), ("last seen", record.last_seen)):
-        click.echo(f"{label:<12} {value if value is not None else '-'}")
+        cli_base.echo_safe(f"{label:<12} {value if value is not None else '-'}")
     click.echo("\nlifecycle (newest first):")
     click.echo(cli_base.table(("time", "action", "from", "to", "actor", "reason"), [
         (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.action, e.from_state, e.to_state, e.actor, e.reason or "")
@@ -262,34 +175,46 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
 
 @devices_group.command("add")
 @click.option("--cert", "cert_file", type=click.Path(path_type=Path), help="take issuer + serial from this PEM")
-@click.option("--issuer", help="issuer DN in OpenSSL one-line form (/C=../O=../CN=..)")
+@click.option("--chain", "chain_file", type=click.Path(path_type=Path), help="intermediate CA certificates (PEM)")
+@click.option("--issuer", help="issuer DN in one-line form (/C=../O=../CN=..)")
 @click.option("--serial", help="device serial number (subject serialNumber)")
 @click.option("--state", type=click.Choice([s.value for s in LifecycleState]), default="operational",
               show_default=True)
 @click.option("--segment")
 @click.option("--owner")
 @click.option("--notes")
+@click.option("--force", is_flag=True, help="register a certificate the RADIUS path would reject (warns)")
 @click.option("--json", "as_json", is_flag=True)
 @config_option
-def devices_add(cert_file: Path | None, issuer: str | None, serial: str | None, state: str, segment: str | None,
-                owner: str | None, notes: str | None, as_json: bool, config_file: Path) -> None:
-    """Register a device by its certificate, or by issuer DN + serial number."""
+def devices_add(cert_file: Path | None, chain_file: Path | None, issuer: str | None, serial: str | None, state: str,
+                segment: str | None, owner: str | None, notes: str | None, force: bool, as_json: bool,
+                config_file: Path) -> None:
+    """Register a device by its certificate (validated as RADIUS would), or by issuer DN + serial number."""
     config = load_config(config_file, check_files=False)
     if segment is not None and segment not in config.segments:
         raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(config.segments)}")
     facts = None
     kind = None
     if cert_file is not None:
-        facts = facts_from_certificate(read_certificate(cert_file))
-        if not facts.device_serial:
-            raise CertificateError(f"{cert_file}: subject has no serialNumber; not an 802.1AR device certificate")
+        authorizer = authorizer_for(config)
+        store = authorizer.store
+        try:
+            facts, kind = _validated_pem(authorizer, cert_file, chain_file, force)
+        except BaseException:
+            store.close()
+            raise
         issuer, serial = facts.issuer, facts.device_serial
-        anchor = next((a for a in config.trust_anchors
-                       if facts.issuer in _subjects(config.path(a.file))), None)
-        kind = anchor.role if anchor else None
-    if not issuer or not serial or not issuer.startswith("/"):
-        raise click.UsageError("give --cert FILE, or --issuer '/C=../CN=..' and --serial SN")
-    store = SqlDeviceStore(config.database_url())
+    else:
+        if not issuer or not serial:
+            raise click.UsageError("give --cert FILE, or --issuer '/C=../CN=..' and --serial SN")
+        try:
+            issuer, serial = canonical_dn(issuer, "--issuer"), canonical_serial(serial, "--serial")
+        except DnError as exc:
+            raise IdentityError(str(exc)) from exc
+        if not issuer:
+            raise click.UsageError("--issuer must be a one-line DN such as '/C=DE/O=Acme/CN=Acme IDevID CA'")
+        store = SqlDeviceStore(config.database_url())
+    assert serial is not None
     try:
         record = store.add_device(DeviceKey(issuer, serial), state=LifecycleState(state), segment=segment,
                                   owner=owner, notes=notes, cert_kind=kind, facts=facts, now=cli_base.now_utc())
@@ -298,13 +223,61 @@ def devices_add(cert_file: Path | None, issuer: str | None, serial: str | None, 
     if as_json:
         cli_base.emit_json(record)
     else:
-        click.echo(f"added device #{record.id} {serial} ({record.state.value})")
+        click.echo(f"added device #{record.id} {safe_text(serial)} ({record.state.value})")
 
 
-def _subjects(path: Path) -> set[str]:
-    from policy.x509facts import oneline_dn
+def _validated_pem(authorizer: Any, cert_file: Path, chain_file: Path | None, force: bool,
+                   ignore: frozenset[str] = frozenset()) -> tuple[CertificateFacts, CertKind | None]:
+    """Judge a PEM as the RADIUS path would; refuse what it would reject unless ``force`` (then warn)."""
+    certs = read_certificates(cert_file)
+    intermediates = certs[1:] + (read_certificates(chain_file) if chain_file else [])
+    judged = evaluate_pem(authorizer, certs[0], intermediates, cli_base.now_utc())
+    if judged.facts is None:
+        raise IdentityError(f"{cert_file}: {judged.checks[0].detail}")
+    if not judged.facts.device_serial:
+        raise CertificateError(f"{cert_file}: subject has no serialNumber; not an 802.1AR device certificate")
+    failures = [c for c in judged.checks if c.ok is False and c.name not in ignore]
+    why = "; ".join(f"{c.name}: {c.detail}" for c in failures)
+    if failures and not force:
+        raise CertificateError(f"{cert_file}: FreeRADIUS and the hook would reject this certificate ({why}); "
+                               "fix it, or register it anyway with --force")
+    if failures:
+        click.echo(f"warning: registering a certificate the RADIUS path rejects: {safe_text(why)}", err=True)
+    return judged.facts, judged.result.verdict.kind
 
-    return {oneline_dn(c.subject) for c in load_pem_certificates(path.read_bytes(), str(path))}
+
+@devices_group.command("rebind")
+@click.argument("device")
+@click.option("--cert", "cert_file", type=click.Path(path_type=Path), required=True,
+              help="the device's new certificate (PEM)")
+@click.option("--chain", "chain_file", type=click.Path(path_type=Path), help="intermediate CA certificates (PEM)")
+@click.option("--reason", help="why (kept in the audit log)")
+@click.option("--actor", default=None, help="who (default: the invoking user)")
+@click.option("--force", is_flag=True, help="bind a certificate the RADIUS path would reject (warns)")
+@config_option
+def devices_rebind(device: str, cert_file: Path, chain_file: Path | None, reason: str | None, actor: str | None,
+                   force: bool, config_file: Path) -> None:
+    """Bind DEVICE to a new certificate (same issuer and serial number); the old one stops being accepted."""
+    from policy.certificates import BINDING
+    from policy.model import AuditNote
+
+    config = load_config(config_file)
+    authorizer = authorizer_for(config)
+    store = authorizer.store
+    try:
+        record = resolve_device(store, device)
+        facts, _kind = _validated_pem(authorizer, cert_file, chain_file, force, frozenset({BINDING}))
+        if DeviceKey(facts.issuer, facts.device_serial or "") != record.key:
+            raise CertificateError(f"{cert_file} is {facts.device_serial} @ {facts.issuer}, "
+                                   f"not device #{record.id} ({record.key})")
+        note = AuditNote(actor or _actor(), "certificate-rebound", record.state.value,
+                         f"certificate serial {record.cert_serial or '(none)'} -> {facts.cert_serial}"
+                         + (f": {reason}" if reason else ""))
+        updated = store.bind_certificate(record.id, facts, cli_base.now_utc(), note)
+    finally:
+        store.close()
+    click.echo(f"device #{updated.id} {safe_text(updated.key.serial_number)} is now bound to certificate serial "
+               f"{updated.cert_serial}")
 
 
 def _actor() -> str:
@@ -348,19 +321,19 @@ def _transition(action: Action) -> None:
                                           for r in results], "errors": errors})
         else:
             for r in results:
-                click.echo(f"device #{r.after.id} {r.after.key.serial_number}: {r.before.state.value} -> "
-                           f"{r.after.state.value}" + (f" (segment {r.after.segment})" if segment else "")
-                           + (" — certificate added to the deny list" if r.denied else ""))
+                cli_base.echo_safe(f"device #{r.after.id} {r.after.key.serial_number}: {r.before.state.value} -> "
+                                   f"{r.after.state.value}" + (f" (segment {r.after.segment})" if segment else "")
+                                   + (" — certificate added to the deny list" if r.denied else ""))
                 for q in r.queued:
                     where = f"session {q.session.id} on {q.session.nas_ip or q.session.nas_identifier}"
                     if q.job is None:
-                        click.echo(f"  {where}: nothing queued ({q.problem})")
+                        cli_base.echo_safe(f"  {where}: nothing queued ({q.problem})")
                     else:
                         plan = ", ".join(f"{s.kind.value} {s.target}" for s in q.job.plan.steps)
-                        click.echo(f"  {where}: job #{q.job.id} queued -> VLAN {q.decision.vlan} via {plan}"
-                                   + ("" if q.created else " (already queued)"))
+                        cli_base.echo_safe(f"  {where}: job #{q.job.id} queued -> VLAN {q.decision.vlan} via {plan}"
+                                           + ("" if q.created else " (already queued)"))
             for error in errors:
-                click.echo(f"error: {error}", err=True)
+                cli_base.echo_safe(f"error: {error}", err=True)
         if errors:
             sys.exit(2)
 

@@ -138,7 +138,9 @@ class RadiusSettings(_Model):
 class TrustAnchorSettings(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     role: CertKind
-    file: Path
+    file: Path  # the self-signed root CA, optionally followed by the CAs it issued device certificates with
+    # longest validity accepted for a device certificate under this anchor; default: LDevID 825 days, IDevID none
+    max_certificate_days: int | None = Field(default=None, ge=1, le=36500)
 
 
 class RevocationSettings(_Model):
@@ -305,7 +307,8 @@ class TrustportConfig(_Model):
     def hook_settings(self) -> HookSettings:
         att = self.attestation
         return HookSettings(
-            anchors=tuple(AnchorFile(a.name, a.role, self.path(a.file)) for a in self.trust_anchors),
+            anchors=tuple(AnchorFile(a.name, a.role, self.path(a.file), a.max_certificate_days)
+                          for a in self.trust_anchors),
             crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
             crl_refresh_seconds=self.revocation.refresh_seconds,
             revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
@@ -395,12 +398,14 @@ def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem
 
 def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
     """Checks that need the file system: referenced files exist and parse."""
-    from policy.x509facts import load_pem_certificates
+
+    from radius_hooks.settings import AnchorFile
+    from radius_hooks.trust import load_anchors
 
     for i, anchor in enumerate(config.trust_anchors):
         path = config.path(anchor.file)
         try:
-            load_pem_certificates(path.read_bytes(), str(path))
+            load_anchors((AnchorFile(anchor.name, anchor.role, path, anchor.max_certificate_days),))
         except OSError as exc:
             yield Problem(f"{file}: trust_anchors.{i}.file", f"cannot read {path}: {exc.strerror}")
         except ConfigError as exc:

@@ -11,7 +11,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -20,13 +20,15 @@ from cryptography.hazmat.primitives import serialization
 
 from policy.model import DeviceKey, LifecycleState
 from policy.store_sql import SqlDeviceStore
-from policy.x509facts import facts_from_certificate
+from policy.text import safe_text
+from policy.x509facts import facts_from_certificate, oneline_dn
 from trustport.cli_base import table
 from trustport.config import load_config
 from trustport.fake_verifier import new_signing_key, write_public_jwk
 from trustport.lab_attest import post_attestations
 from trustport.lab_enforce import StoryRow, apply_radius_vlan, lab_network, run_story
-from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
+from trustport.lab_forged import forge
+from trustport.pki import NO_EXPIRY, Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
 from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.render import render
 
@@ -44,6 +46,8 @@ class Scenario:
     expected: str  # what the lab promises, checked against what happened
     mud_url: str | None = None
     attestation: str | None = None  # EAR status the lab's verifier signs, or "foreign" (another device's key)
+    forge: str | None = None  # a forged certificate (trustport.lab_forged) instead of a genuine one
+    claims: str | None = None  # the registered LDevID device an impostor poses as
 
 
 OPERATIONAL = LifecycleState.OPERATIONAL
@@ -62,6 +66,14 @@ SCENARIOS = (
              "quarantine VLAN 999", attestation="contraindicated"),
     Scenario("operational, token for another key", "SN-1104", "ldevid", OPERATIONAL, "production", False,
              "accept VLAN 35", attestation="foreign"),
+    Scenario("impostor: look-alike LDevID CA", "FORGED-1", "ldevid", None, None, False, "reject",
+             forge="lookalike-ca", claims="SN-1001"),
+    Scenario("impostor: CN hides SN-1001's serial", "FORGED-2", "ldevid", None, None, False, "reject",
+             forge="cn-hides-serial", claims="SN-1001"),
+    Scenario("impostor: 2nd LDevID, SN-1001's serial", "FORGED-3", "ldevid", None, None, False, "reject",
+             forge="second-certificate", claims="SN-1001"),
+    Scenario("registered LDevID with a DSA key", "SN-1105", "ldevid", OPERATIONAL, "production", False, "reject",
+             forge="dsa-key"),
 )
 
 
@@ -102,8 +114,13 @@ def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None 
     devices: dict[str, tuple[Path, Path]] = {}
     revoked: list[int] = []
     for scenario in SCENARIOS:
+        if scenario.forge is not None:
+            devices[scenario.serial] = forge(scenario.forge, cas, now, pki, scenario.serial)
+            continue
+        # LDevIDs expire (825 days at most by default); IDevIDs keep 802.1AR's 99991231235959Z
         issued = issue_device(cas[scenario.issuer], cn=f"{scenario.serial.lower()}.devices.example",
-                              serial_number=scenario.serial, now=now, mud_url=scenario.mud_url)
+                              serial_number=scenario.serial, now=now, mud_url=scenario.mud_url,
+                              not_after=now + timedelta(days=365) if scenario.issuer == "ldevid" else NO_EXPIRY)
         devices[scenario.serial] = issued.write(pki, scenario.serial)
         if scenario.revoked:
             revoked.append(issued.cert.serial_number)
@@ -157,7 +174,7 @@ class Lab:
         self.echo = echo
         self.config_path, self.devices, self.cas = build_lab(work, now, extra_config)
         self.config = load_config(self.config_path)
-        self.store = SqlDeviceStore(self.config.database_url())
+        self.store = SqlDeviceStore(self.config.database_url(), create=True)
         self.server = RadiusServer(work / "raddb", work / "radiusd.log")
         self.macs: dict[str, str] = {}  # serial -> the MAC its supplicant uses (stable across re-authentications)
         self.ports: dict[str, int] = {}  # serial -> NAS-Port it is plugged into
@@ -214,7 +231,7 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tu
             with Lab(base, datetime.now(UTC), echo, extra) as lab:
                 echo("attestation results posted to the REST API by the lab's verifier:")
                 for line in lab.attestation_rows:
-                    echo(f"  {line}")
+                    echo(f"  {safe_text(line)}")  # the API's answer quotes the token's reasons
                 rows = []
                 for scenario in SCENARIOS:
                     result = lab.authenticate(scenario.serial)
@@ -231,12 +248,17 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tu
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
-    facts = facts_from_certificate(lab.certificate(scenario.serial))
-    device = lab.store.find_device(DeviceKey(facts.issuer, scenario.serial))
-    entries = lab.store.decisions(device.id if device else None, limit=20)
-    mac_entries = [e for e in entries if device is not None or scenario.serial in e.device]
-    reasons = "; ".join(mac_entries[0].reasons) if mac_entries else "(no decision logged)"
-    return LabRow(scenario, result, _got(result), device.state.value if device else "not registered", reasons)
+    serial = scenario.claims or scenario.serial
+    issuer = oneline_dn(lab.cas[scenario.issuer].cert.subject)
+    device = lab.store.find_device(DeviceKey(issuer, serial))
+    mac = lab.macs[scenario.serial].replace(":", "-").lower()
+    entries = [e for e in lab.store.decisions(None, limit=50) if (e.context.calling_station_id or "").lower() == mac]
+    reasons = "; ".join(entries[0].reasons) if entries else "(no decision logged)"
+    state = device.state.value if device else "not registered"
+    if scenario.claims is not None and device is not None:  # the victim's record, after the impostor tried
+        own = format(lab.certificate(scenario.claims).serial_number, "x")
+        state = f"{serial} {state}, " + ("bound to its own cert" if device.cert_serial == own else "BINDING CHANGED")
+    return LabRow(scenario, result, _got(result), state, reasons)
 
 
 def format_rows(rows: list[LabRow]) -> str:

@@ -146,9 +146,13 @@ def parse_eapol_output(output: str, returncode: int, seconds: float) -> EapolRes
                        last.group(2), attributes, eap_code, seconds, output)
 
 
-def write_eapol_conf(path: Path, *, identity: str, ca_cert: Path, client_cert: Path, private_key: Path) -> Path:
+def write_eapol_conf(path: Path, *, identity: str, ca_cert: Path, client_cert: Path, private_key: Path,
+                     weak_client: bool = False) -> Path:
+    """``weak_client``: let the supplicant present keys and signatures OpenSSL's default level refuses, to test
+    the server's key policy (only the global ``openssl_ciphers`` line does that)."""
     path.write_text(
-        "network={\n\tkey_mgmt=IEEE8021X\n\teap=TLS\n"
+        ("openssl_ciphers=DEFAULT:@SECLEVEL=0\n" if weak_client else "")
+        + "network={\n\tkey_mgmt=IEEE8021X\n\teap=TLS\n"
         f'\tidentity="{identity}"\n\tca_cert="{ca_cert}"\n\tclient_cert="{client_cert}"\n'
         f'\tprivate_key="{private_key}"\n\teapol_flags=0\n}}\n', encoding="utf-8")
     return path

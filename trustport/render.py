@@ -15,6 +15,13 @@ from policy.errors import ConfigError
 from trustport.config import TrustportConfig
 from trustport.pki import write_private
 
+# TLS 1.2 SignatureScheme names (OpenSSL): what a client may sign its CertificateVerify with.
+CLIENT_SIGALGS = ":".join((
+    "ecdsa_secp256r1_sha256", "ecdsa_secp384r1_sha384", "ecdsa_secp521r1_sha512", "ed25519", "ed448",
+    "rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384", "rsa_pss_rsae_sha512",
+    "rsa_pss_pss_sha256", "rsa_pss_pss_sha384", "rsa_pss_pss_sha512",
+    "rsa_pkcs1_sha256", "rsa_pkcs1_sha384", "rsa_pkcs1_sha512",
+))
 PLACEHOLDER = re.compile(r"@@([a-z_]+)@@")
 SECRET_FILES = frozenset({"clients.conf", "hook.json", "mods-enabled/eap"})
 
@@ -73,6 +80,7 @@ def _values(config: TrustportConfig, out: Path) -> dict[str, str]:
         "listen_address": radius.listen_address,
         "auth_port": str(radius.auth_port),
         "acct_port": str(radius.acct_port),
+        "sigalgs": CLIENT_SIGALGS,
     }
 
 

@@ -130,6 +130,10 @@ def test_rendered_config_is_safe(lab: Lab) -> None:
     raddb = lab.work / "raddb"
     eap = (raddb / "mods-enabled" / "eap").read_text()
     assert "ca-certificates.crt" not in eap and "/etc/ssl" not in eap
+    assert "verify_depth = 1" in eap  # the depth-1 certificate is what ties a chain to its anchor
+    sigalgs = next(line for line in eap.splitlines() if "sigalgs_list" in line)
+    assert "ecdsa_secp256r1_sha256" in sigalgs and "dsa" not in sigalgs.replace("ecdsa", "")
+    assert "sha1" not in sigalgs and "sha224" not in sigalgs
     anchors = x509.load_pem_x509_certificates((raddb / "certs" / "trust-anchors.pem").read_bytes())
     assert {oneline_dn(c.subject) for c in anchors} == {
         oneline_dn(lab.cas[name].cert.subject) for name in ("idevid", "ldevid")}

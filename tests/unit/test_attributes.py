@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +19,7 @@ from tests.pki_fixtures import DevicePki
 from tests.radius_pairs import freeradius_pairs
 
 COMPARED = ("subject", "issuer", "cert_serial", "device_serial", "not_before", "not_after", "is_ca", "key_usage",
-            "eku_oids", "authority_key_id", "mud_url", "mud_url_error")
+            "eku_oids", "authority_key_id", "mud_url", "mud_url_error", "issuer_certificate", "common_name")
 
 
 @pytest.mark.parametrize("name", ["idevid-ok", "ldevid-ok", "no-serial", "leaf-is-ca", "no-eku", "mud-http",
@@ -27,7 +28,7 @@ def test_radius_facts_match_pem_facts(pki: DevicePki, name: str) -> None:
     issued = pki.devices[name]
     issuer = pki.cas["ldevid" if name.startswith("ldevid") else "idevid"].cert
     from_radius = facts_from_pairs(request_pairs({"request": freeradius_pairs(issued.cert, issuer)}))
-    from_pem = facts_from_certificate(issued.cert)
+    from_pem = facts_from_certificate(issued.cert, issuer)
     for field_name in COMPARED:
         assert getattr(from_radius, field_name) == getattr(from_pem, field_name), field_name
     assert from_radius.public_key is None and from_radius.signature_hash is None  # not exported by FreeRADIUS
@@ -88,3 +89,62 @@ def test_network_context() -> None:
     ctx = network_context(request_pairs((("NAS-IP-Address", "10.0.0.2"), ("NAS-Port-Id", "Gi1/0/5"),
                                          ("NAS-Port", "5"), ("Calling-Station-Id", "AA-BB"))))
     assert (ctx.nas_ip, ctx.nas_port, ctx.calling_station_id) == ("10.0.0.2", "Gi1/0/5", "AA-BB")
+
+
+FILLER = [("Class", f"0x{n:04x}") for n in range(1000)]
+CONFLICTS = ["TLS-Client-Cert-Issuer", "TLS-Cert-Issuer", "TLS-Cert-Subject", "TLS-Cert-Serial",
+             "TLS-Client-Cert-Subject", "TLS-Client-Cert-Serial"]
+
+
+@pytest.mark.parametrize("name", CONFLICTS)
+@pytest.mark.parametrize("where", ["adjacent", "after-filler"])
+def test_a_conflicting_repeat_is_found_wherever_it_is(pki: DevicePki, name: str, where: str) -> None:
+    base = _base(pki)
+    forged = (name, "/C=DE/O=Acme Devices/CN=other" if "Serial" not in name else "01")
+    pairs = base + [forged] if where == "adjacent" else base + FILLER + [forged]
+    with pytest.raises(RequestError):
+        facts_from_pairs(request_pairs({"request": tuple(pairs)}))
+
+
+def test_reading_is_bounded_and_a_cut_list_is_refused(pki: DevicePki) -> None:
+    huge = tuple(_base(pki) + [("Class", "0x00")] * 100_000)
+    pairs = request_pairs({"request": huge})
+    assert pairs.overflow and sum(len(v) for v in pairs.values.values()) <= 1000
+    with pytest.raises(RequestError, match="more than 1000 attributes"):
+        facts_from_pairs(pairs)
+
+
+def test_a_malformed_pair_refuses_the_request(pki: DevicePki) -> None:
+    with pytest.raises(RequestError, match="malformed attribute pair"):
+        facts_from_pairs(request_pairs({"request": (*_base(pki), ("TLS-Client-Cert-Issuer",))}))
+
+
+def test_the_issuer_certificate_is_read_from_depth_one(pki: DevicePki) -> None:
+    facts = facts_from_pairs(request_pairs({"request": _base(pki)}))
+    ca = pki.cas["idevid"].cert
+    assert facts.issuer_certificate is not None
+    assert facts.issuer_certificate.subject == facts.issuer
+    assert facts.issuer_certificate.serial == format(ca.serial_number, "x")
+    without = [p for p in _base(pki) if not p[0].startswith("TLS-Cert-")]
+    assert facts_from_pairs(request_pairs({"request": tuple(without)})).issuer_certificate is None
+
+
+@pytest.mark.parametrize(("subject", "reason"), [
+    ("/C=DE/CN=evil\\/serialNumber=SN-0002/serialNumber=SN-9", "escaped '/'"),
+    ("/CN=x+serialNumber=SN-0002", "'+KEY='"),
+    ("/CN=x\\+serialNumber=SN-0002/serialNumber=SN-9", "'+KEY='"),
+    ("/serialNumber=SN-1/serialNumber=SN-0002", "2 serialNumber attributes"),
+    ("/serialNumber=SN-\\x0A1", "control"),
+    ("/serialNumber=SN-\\x41", "\\x41"),
+])
+def test_ambiguous_subjects_are_refused(pki: DevicePki, subject: str, reason: str) -> None:
+    pairs = [(n, subject) if n == "TLS-Client-Cert-Subject" else (n, v) for n, v in _base(pki)]
+    with pytest.raises(RequestError, match=re.escape(reason)):
+        facts_from_pairs(request_pairs({"request": tuple(pairs)}))
+
+
+def test_freeradius_escapes_become_the_registry_spelling(pki: DevicePki) -> None:
+    pairs = [(n, "/C=DE/CN=hld/serialNumber=HLD-\\xC3\\xBC-0205") if n == "TLS-Client-Cert-Subject" else (n, v)
+             for n, v in _base(pki)]
+    facts = facts_from_pairs(request_pairs({"request": tuple(pairs)}))
+    assert facts.device_serial == "HLD-ü-0205"

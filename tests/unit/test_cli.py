@@ -33,6 +33,7 @@ def config_file(pki: DevicePki, tmp_path: Path) -> Path:
     }
     path = tmp_path / "trustport.yaml"
     path.write_text(yaml.safe_dump(data))
+    assert CliRunner().invoke(cli, ["db", "init", "--config", str(path)]).exit_code == 0
     return path
 
 
@@ -138,3 +139,81 @@ def test_render_writes_owner_only_secret_files(config_file: Path, tmp_path: Path
 def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["devices", "list", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def _write(issued: object, directory: Path, stem: str) -> Path:
+    from trustport.pki import Issued
+
+    assert isinstance(issued, Issued)
+    return issued.write(directory, stem)[0]
+
+
+@pytest.mark.parametrize(("key_kind", "not_after_days", "failing"), [
+    ("p192", 365, "key-strength"), ("dsa2048", 365, "key-strength"), ("secp256k1", 365, "key-strength"),
+    ("rsa1024", 365, "key-strength"), ("p256", None, "validity"), ("p256", 3650, "validity"),
+])
+def test_add_refuses_what_radius_rejects_unless_forced(pki: DevicePki, config_file: Path, tmp_path: Path,
+                                                        key_kind: str, not_after_days: int | None,
+                                                        failing: str) -> None:
+    from datetime import timedelta
+
+    from tests.pki_fixtures import NOW
+    from trustport.pki import NO_EXPIRY, issue_device
+
+    not_after = NO_EXPIRY if not_after_days is None else NOW + timedelta(days=not_after_days)
+    cert = _write(issue_device(pki.cas["ldevid"], cn="weak.example", serial_number="SN-W1", now=NOW,
+                               key_kind=key_kind, not_after=not_after), tmp_path, "weak")
+    c = ("--config", str(config_file))
+    refused = CliRunner().invoke(cli, ["devices", "add", "--cert", str(cert), *c])
+    assert refused.exit_code == 2 and failing in refused.output and "--force" in refused.output, refused.output
+    assert json.loads(run("devices", "list", "--json", *c)) == []
+    forced = CliRunner().invoke(cli, ["devices", "add", "--cert", str(cert), "--force", *c])
+    assert forced.exit_code == 0 and "warning: registering a certificate the RADIUS path rejects" in forced.output
+
+
+@pytest.mark.parametrize("stem", ["rogue", "lookalike"])
+def test_add_refuses_a_certificate_that_does_not_chain(pki: DevicePki, config_file: Path, stem: str) -> None:
+    refused = CliRunner().invoke(cli, ["devices", "add", "--cert", str(pki.cert_path(stem)),
+                                       "--config", str(config_file)])
+    assert refused.exit_code == 2 and "trust-anchor" in refused.output, refused.output
+
+
+@pytest.mark.parametrize(("serial", "message"), [
+    ("SN-1\nSN-2", "control"), ("SN\x1b[2J", "control"), ("a/serialNumber=b", "'/'"), ("", "--serial SN"),
+    (" SN-1", "white space"), ("SN-\u202e1", "invisible"),
+])
+def test_add_by_serial_refuses_what_no_certificate_can_carry(config_file: Path, serial: str, message: str) -> None:
+    refused = CliRunner().invoke(cli, ["devices", "add", "--issuer", "/C=DE/O=Acme/CN=Acme CA", "--serial", serial,
+                                       "--config", str(config_file)])
+    assert refused.exit_code == 2 and message in refused.output, refused.output
+    assert "\x1b" not in refused.output
+
+
+def test_a_typed_utf8_serial_is_the_one_radius_sees(config_file: Path) -> None:
+    c = ("--config", str(config_file))
+    run("devices", "add", "--issuer", "/C=DE/O=Acme/CN=Acme \\xC3\\x9Cber CA", "--serial", "HLD-u\u0308-0205", *c)
+    (device,) = json.loads(run("devices", "list", "--json", *c))
+    assert (device["key"]["issuer"], device["key"]["serial_number"]) == ("/C=DE/O=Acme/CN=Acme Über CA", "HLD-ü-0205")
+
+
+def test_rebind_moves_the_certificate_binding(pki: DevicePki, config_file: Path, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from tests.pki_fixtures import NOW
+    from trustport.pki import issue_device
+
+    c = ("--config", str(config_file))
+    run("devices", "add", "--cert", str(pki.cert_path("ldevid-ok")), *c)
+    renewed = issue_device(pki.cas["ldevid"], cn="ldev.example", serial_number="SN-0002", now=NOW,
+                           not_after=NOW + timedelta(days=365))
+    new = _write(renewed, tmp_path, "renewed")
+    decided = json.loads(run("decide", "--cert", str(new), "--json", *c))
+    assert decided["decision"]["outcome"] == "reject"
+    assert any(x["name"] == "certificate-binding" and x["ok"] is False for x in decided["checks"])
+    out = run("devices", "rebind", "SN-0002", "--cert", str(new), "--reason", "board swap", *c)
+    assert f"bound to certificate serial {format(renewed.cert.serial_number, 'x')}" in out
+    assert json.loads(run("decide", "--cert", str(new), "--json", *c))["decision"]["outcome"] == "accept"
+    old = json.loads(run("decide", "--cert", str(pki.cert_path("ldevid-ok")), "--json", *c))
+    assert old["decision"]["outcome"] == "reject"
+    other = CliRunner().invoke(cli, ["devices", "rebind", "SN-0002", "--cert", str(pki.cert_path("idevid-ok")), *c])
+    assert other.exit_code == 2 and "not device #1" in other.output

@@ -139,3 +139,36 @@ def test_enforcement_section_problems(pki: DevicePki, tmp_path: Path, enforcemen
     data["enforcement"] = enforcement
     _, problems = check_config(write(tmp_path, data))
     assert any(where in p.location and message in p.message for p in problems), problems
+
+
+def test_anchor_files_must_hold_a_root_and_only_cas_it_issued(pki: DevicePki, tmp_path: Path) -> None:
+    from tests.pki_fixtures import NOW
+    from trustport.pki import make_ca
+
+    sub = make_ca("Acme Issuing CA", "Acme Devices", now=NOW, issuer=pki.cas["idevid"], path_length=0)
+    deeper = make_ca("Acme Deeper CA", "Acme Devices", now=NOW, issuer=sub, path_length=None)
+    root_pem, sub_pem = pki.cas["idevid"].cert_pem(), sub.cert_pem()
+    files = {
+        "leaf.pem": (pki.cert_path("idevid-ok").read_bytes(), "is not a CA certificate"),
+        "sub-only.pem": (sub_pem, "no self-signed root CA"),
+        "too-deep.pem": (root_pem + sub_pem + deeper.cert_pem(), "at most one intermediate"),
+        "good.pem": (root_pem + sub_pem, None),
+    }
+    for index, (name, (content, message)) in enumerate(files.items()):
+        (tmp_path / name).write_bytes(content)
+        data = good_config(pki)
+        data["trust_anchors"] = [{"name": "acme", "role": "idevid", "file": str(tmp_path / name)}]
+        _, problems = check_config(write(tmp_path, data))
+        text = "\n".join(str(p) for p in problems)
+        if message is None:
+            assert "trust_anchors" not in text, (index, text)
+        else:
+            assert "trust_anchors.0.file" in text and message in text, (index, text)
+
+
+def test_ldevid_lifetime_is_configurable_per_anchor(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    data["trust_anchors"] = [{"name": "site", "role": "ldevid", "file": str(pki.cert_path("ldevid-ca")),
+                              "max_certificate_days": 0}]
+    _, problems = check_config(write(tmp_path, data))
+    assert any("max_certificate_days" in str(p) for p in problems)

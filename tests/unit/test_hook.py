@@ -2,62 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import UTC, datetime
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from policy.certificates import RevocationPolicy
-from policy.decide import SegmentRules
-from policy.model import CertKind, DeviceKey, LifecycleState, Outcome
+from policy.model import DeviceKey, LifecycleState, Outcome
 from radius_hooks.hook import Hook
-from radius_hooks.settings import AnchorFile, HookSettings
 from tests.pki_fixtures import NOW, DevicePki
 from tests.radius_pairs import freeradius_pairs
-
-REJECT, OK, UPDATED, NOOP, FAIL = 0, 2, 8, 7, 1
-
-
-class FakeRadiusd(SimpleNamespace):
-    """Stands in for the C module: constants and radlog (the real one is exercised by the integration tests)."""
-
-    def __init__(self) -> None:
-        super().__init__(RLM_MODULE_REJECT=REJECT, RLM_MODULE_OK=OK, RLM_MODULE_UPDATED=UPDATED,
-                         RLM_MODULE_NOOP=NOOP, RLM_MODULE_FAIL=FAIL, L_INFO=3, L_ERR=4, L_AUTH=2, L_WARN=5,
-                         config={}, lines=[])
-
-    def radlog(self, level: int, message: str) -> None:
-        self.lines.append((level, message))
-
-
-def write_settings(pki: DevicePki, tmp: Path) -> Path:
-    settings = HookSettings(
-        anchors=(AnchorFile("acme", CertKind.IDEVID, pki.cert_path("idevid-ca")),
-                 AnchorFile("site", CertKind.LDEVID, pki.cert_path("ldevid-ca"))),
-        crl_dir=pki.root / "crl", crl_refresh_seconds=30, revocation=RevocationPolicy(),
-        rules=SegmentRules({"production": 30, "quarantine": 999}, default_segment="production"),
-        database_url=f"sqlite:///{tmp / 'registry.sqlite'}",
-    )
-    path = tmp / "hook.json"
-    path.write_text(json.dumps(settings.to_json()))
-    return path
-
-
-@pytest.fixture
-def hook(pki: DevicePki, tmp_path: Path) -> tuple[Hook, FakeRadiusd]:
-    radiusd = FakeRadiusd()
-    instance = Hook(radiusd, clock=lambda: NOW)
-    assert instance.instantiate({"settings": str(write_settings(pki, tmp_path))}) == 0
-    return instance, radiusd
-
-
-def valid_request(pki: DevicePki, name: str = "idevid-ok", ca: str = "idevid") -> dict[str, Any]:
-    return {"request": freeradius_pairs(pki.devices[name].cert, pki.cas[ca].cert),
-            "config": (("Auth-Type", "Accept"),), "reply": None}
+from tests.support.hook_env import FAIL, NOOP, OK, REJECT, UPDATED, FakeRadiusd, valid_request
 
 
 def test_unknown_idevid_gets_quarantine_and_is_recorded(hook: tuple[Hook, FakeRadiusd], pki: DevicePki) -> None:
@@ -163,6 +117,33 @@ def test_post_auth_does_not_double_log_our_own_reject(hook: tuple[Hook, FakeRadi
     assert len(instance.authorizer.store.decisions(None)) == 1  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("failure", ["store", "internal", "request"])
+def test_our_own_reject_is_never_logged_again_as_a_tls_failure(hook: tuple[Hook, FakeRadiusd], pki: DevicePki,
+                                                               monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    from policy.errors import StoreError
+
+    instance, radiusd = hook
+    request = valid_request(pki, "ldevid-ok", "ldevid")
+    authorizer = instance.authorizer
+    assert authorizer is not None
+    if failure == "request":  # an ambiguous subject: refused while parsing the request
+        pairs = tuple((n, "/CN=x\\/serialNumber=SN-0002") if n == "TLS-Client-Cert-Subject" else (n, v)
+                      for n, v in request["request"])
+        request = {**request, "request": pairs}
+    else:
+        error = StoreError("registry is damaged") if failure == "store" else RuntimeError("boom")
+
+        def fail(*_a: object, **_k: object) -> None:
+            raise error
+
+        monkeypatch.setattr(authorizer, "authorize", fail)
+    assert instance.check_eap_tls(request) == REJECT
+    before = len(authorizer.store.decisions(None))
+    assert instance.post_auth({**request, "config": (("Post-Auth-Type", "Reject"),)}) == NOOP
+    assert len(authorizer.store.decisions(None)) == before
+    assert not any("before policy" in line for _, line in radiusd.lines), radiusd.lines
+
+
 def test_detach(hook: tuple[Hook, FakeRadiusd]) -> None:
     instance, _ = hook
     assert instance.detach(None) == OK
@@ -205,3 +186,13 @@ def test_accounting_store_failure_asks_the_nas_to_retransmit(hook: tuple[Hook, F
 
     instance.authorizer.sessions.accounting = broken  # type: ignore[union-attr, method-assign, assignment]
     assert instance.accounting({"request": (("Acct-Status-Type", "Stop"),)}) == FAIL
+
+
+def test_python_logging_inside_radiusd_reaches_radlog_escaped(hook: tuple[Hook, FakeRadiusd]) -> None:
+    import logging
+
+    _instance, radiusd = hook
+    logging.getLogger("radius_hooks.mud_lookup").warning("MUD lookup for %s failed", "https://x/\x1b[2J\nfake")
+    level, line = radiusd.lines[-1]
+    assert level == radiusd.L_WARN and "MUD lookup for https://x/" in line
+    assert "\x1b" not in line and "\n" not in line
