@@ -9,6 +9,8 @@ the controls' devices is part of the case, so that a forged copy meets a registe
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
@@ -47,6 +50,7 @@ CASE_NAMES = (
     "ldevid-never-expires",
     "ldevid-too-long",
     "expired",
+    "sha1-signature",
     "unconfigured-intermediate",
     "chain-too-deep",
     "rogue-ca",
@@ -100,7 +104,25 @@ def _ski(ca: Issued) -> bytes:
     return ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
 
 
-def build_corpus(cas: dict[str, Issued], now: datetime) -> list[HostileCase]:
+def openssl_signed(ca: Issued, serial: str, digest: str, workdir: Path) -> Issued:
+    """A device certificate signed with ``digest`` by the openssl CLI: cryptography refuses to sign with SHA-1."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = ca.write(workdir, "openssl-ca")
+    key, csr, crt, ext = (workdir / f"{serial}.{s}" for s in ("key", "csr", "pem", "ext"))
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(csr), "-subj", f"/C=DE/O=Acme Devices/CN=x/serialNumber={serial}"],
+                   check=True, capture_output=True)
+    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=clientAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                    "-set_serial", str(int.from_bytes(os.urandom(8), "big")), f"-{digest}", "-days", "365",
+                    "-extfile", str(ext), "-out", str(crt)], check=True, capture_output=True)
+    private = serialization.load_pem_private_key(key.read_bytes(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    return Issued(x509.load_pem_x509_certificate(crt.read_bytes()), private)
+
+
+def build_corpus(cas: dict[str, Issued], now: datetime, workdir: Path) -> list[HostileCase]:
     idev, ldev = cas["idevid"], cas["ldevid"]
     year = now + timedelta(days=365)
 
@@ -198,6 +220,8 @@ def build_corpus(cas: dict[str, Issued], now: datetime) -> list[HostileCase]:
         lambda: HostileCase("expired", "registered LDevID that expired yesterday", "reject",
                             ldevid("SN-9917", not_before=now - timedelta(days=30), not_after=now - timedelta(days=1)),
                             register="operational"),
+        lambda: HostileCase("sha1-signature", "registered LDevID signed with SHA-1 (made by the openssl CLI)", "reject",
+                            openssl_signed(ldev, "SN-9921", "sha1", workdir / "openssl"), register="operational"),
         lambda: HostileCase("unconfigured-intermediate", "IDevID under a sub-CA the config does not name", "reject",
                             issue_device(sub, cn="sub.example", serial_number="SN-9918", now=now), (sub.cert,)),
         lambda: HostileCase("chain-too-deep", "IDevID two intermediates below its anchor", "reject",

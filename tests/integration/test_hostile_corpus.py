@@ -45,7 +45,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusLab]:
     anchor_file.write_bytes(anchor_file.read_bytes() + issuing.cert_pem())
     lab.cas["idevid-issuing"] = issuing
     with lab:
-        cases = {c.name: c for c in build_corpus(lab.cas, now)}
+        cases = {c.name: c for c in build_corpus(lab.cas, now, work / "built")}
         files = {name: case.write(work / "corpus") for name, case in cases.items()}
         for case in cases.values():
             if case.register is not None:
