@@ -65,6 +65,9 @@ APPLICATION: Final = "trustport"  # trustport_meta 'application'
 SQLITE_APPLICATION_ID: Final = 0x54505254  # "TPRT", in the SQLite header (``file`` shows it; foreign ids refused)
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})  # made before trustport_meta
+# Tables added after registries were already in use: one that lacks only these is outdated, not corrupt, and
+# 'trustport db init' adds them. Every new table goes here.
+_ADDED_TABLES: Final = frozenset({"attestation_seen"})
 _SCHEMA_LOCK_KEY: Final = 0x7472_7573_7470  # PostgreSQL advisory lock id for schema creation ("trustp")
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_ALIASES: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
@@ -116,6 +119,7 @@ class RegistryState(enum.Enum):
     UNSUPPORTED = "of an unsupported schema version"
     REPLACED = "replaced by another registry"
     UNREACHABLE = "unreachable"
+    OUTDATED = "made by an older trustport"
 
 
 @dataclass(frozen=True)
@@ -306,8 +310,8 @@ class SqlDeviceStore:
 
     def initialise(self, *, integrity: bool = True) -> tuple[str, RegistryHealth]:
         """``trustport db init``: create a missing or empty registry, record the identity of one made before
-        trustport recorded it, leave a healthy one alone, refuse anything else. Returns what was done
-        ("created", "identity recorded" or "unchanged") and the registry as it is now."""
+        trustport recorded it, add the tables a newer trustport introduced to an outdated one, leave a healthy one
+        alone, refuse anything else. Returns what was done and the registry as it is now."""
         if not self._create:
             raise ValueError("initialise() needs a store built with create=True")
         with self._schema_lock:
@@ -316,10 +320,12 @@ class SqlDeviceStore:
             health = self.inspect(integrity=integrity)
             if health.healthy and health.identity_recorded:
                 return "unchanged", health
-            if health.state not in (RegistryState.MISSING, RegistryState.EMPTY) and not health.healthy:
+            creatable = (RegistryState.MISSING, RegistryState.EMPTY, RegistryState.OUTDATED)
+            if health.state not in creatable and not health.healthy:
                 raise StoreError(health.problem or f"registry {self.display_url} is {health.state.value}"
                                  ) from health.error
-            done = "created" if not health.healthy else "identity recorded"
+            done = ("upgraded (tables added)" if health.state is RegistryState.OUTDATED
+                    else "created" if not health.healthy else "identity recorded")
             self._initialise()
             health = self.inspect(integrity=integrity)
             if not health.healthy:  # pragma: no cover - what we just made must pass our own check
@@ -383,6 +389,9 @@ class SqlDeviceStore:
                     "the new registry")
         if state is RegistryState.UNREACHABLE:
             return f"{where} cannot be used: {reason}"
+        if state is RegistryState.OUTDATED:
+            return (f"{where} was {state.value}: {reason}; run 'trustport db init' to add them (existing data is "
+                    "not touched); until then every authentication is rejected")
         aside = ("move the file aside and run 'trustport db init' to create a new one" if self._sqlite_path
                  else "point database.url at an empty database and run 'trustport db init'")
         return f"{where} is {state.value}: {reason}; {aside}, or restore the backup"
@@ -468,8 +477,10 @@ class SqlDeviceStore:
                                   schema_version=version, registry_id=registry_id)
         expected = set(metadata.tables) - ({trustport_meta.name} if not recorded else set())
         missing = sorted(expected - tables)
-        if missing:
+        if not set(missing) <= _ADDED_TABLES:
             return self._unhealthy(RegistryState.CORRUPT, f"table(s) {', '.join(missing)} are missing")
+        if missing:  # tables a newer trustport added: 'db init' creates them next to the data
+            return self._unhealthy(RegistryState.OUTDATED, f"table(s) {', '.join(missing)} do not exist yet")
         for name in sorted(expected):
             present = {column["name"] for column in inspector.get_columns(name)}
             lacking = sorted(set(metadata.tables[name].columns.keys()) - present)

@@ -32,7 +32,8 @@ def _summary(health: RegistryHealth) -> str:
 @click.option("--quick", is_flag=True, help="skip the full integrity check of an existing SQLite registry")
 @config_option
 def db_init(quick: bool, config_file: Path) -> None:
-    """Create the registry if the database is missing or empty; leave a healthy one as it is.
+    """Create the registry if the database is missing or empty, add the tables of a newer trustport to an older
+    one; leave a healthy one as it is.
 
     A foreign or damaged database is refused (exit 2) and left untouched."""
     config = load_config(config_file, check_files=False)
@@ -42,6 +43,9 @@ def db_init(quick: bool, config_file: Path) -> None:
         click.echo(f"registry {health.url} is already initialised ({_summary(health)}): nothing changed")
     elif done == "created":
         click.echo(f"created registry {health.url} ({_summary(health)})")
+    elif done.startswith("upgraded"):
+        click.echo(f"upgraded registry {health.url}: added the tables this trustport needs ({_summary(health)}; "
+                   "data kept)")
     else:
         click.echo(f"recorded trustport's identity in registry {health.url} ({_summary(health)}; data kept)")
 

@@ -536,3 +536,22 @@ def test_db_status_never_shows_the_password(pki: DevicePki, tmp_path: Path) -> N
     assert "postgresql+psycopg://trustport:***@127.0.0.1:9/registry" in result.output
     assert secret not in result.output
 
+
+
+def test_a_registry_of_an_older_trustport_is_refused_until_db_init_adds_the_new_tables(tmp_path: Path) -> None:
+    """An upgrade never turns an old registry into 'corrupt': it says what to run, and that keeps the data."""
+    path = tmp_path / "registry.sqlite"
+    new_registry(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE attestation_seen")  # what a registry made before that table existed looks like
+    conn.commit()
+    conn.close()
+    expected = re.escape("made by an older trustport: table(s) attestation_seen do not exist yet; run "
+                         "'trustport db init'")
+    with SqlDeviceStore(f"sqlite:///{path}") as store, pytest.raises(StoreError, match=expected):
+        store.list_devices()
+    with SqlDeviceStore(f"sqlite:///{path}", create=True) as store:
+        done, health = store.initialise()
+    assert done.startswith("upgraded") and health.healthy and health.devices == 40
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        assert len(store.list_devices()) == 40
