@@ -1,16 +1,25 @@
-"""Lifecycle audit log and the local certificate deny list, in the registry database."""
+"""Lifecycle audit log and the local certificate deny list, in the registry database.
+
+The ``*_in`` functions write inside a transaction the caller holds (``store.transaction``), so that one
+lifecycle action's state change, audit record, deny-list entry and enforcement jobs commit together or not at
+all (``trustport.lifecycle``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
-from policy.errors import StoreError
-from policy.sql_schema import denied_certificates, lifecycle_events
+from policy.errors import DeviceNotFound, StoreError
+from policy.model import LifecycleState
+from policy.sql_schema import denied_certificates, devices, lifecycle_events, sessions
 from policy.store_sql import SqlDeviceStore
 
 
@@ -25,13 +34,74 @@ class LifecycleEvent:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class DeviceStanding:
+    """The columns a lifecycle action is planned on; re-read (and locked) inside its transaction."""
+
+    state: str
+    segment: str | None
+    notes: str | None
+    cert_serial: str | None
+
+
 class SqlLifecycleStore:
     def __init__(self, store: SqlDeviceStore) -> None:
         self.store = store
 
     def record(self, event: LifecycleEvent) -> None:
         with self.store.transaction("recording a lifecycle event") as conn:
-            conn.execute(lifecycle_events.insert().values(**event.__dict__))
+            self.record_in(conn, event)
+
+    @staticmethod
+    def record_in(conn: Connection, event: LifecycleEvent) -> None:
+        conn.execute(lifecycle_events.insert().values(**event.__dict__))
+
+    @staticmethod
+    def standing_for_update(conn: Connection, device_id: int) -> DeviceStanding:
+        """The device's current standing, row-locked until the transaction ends (SQLite: the caller's
+        ``BEGIN IMMEDIATE`` already holds the database's write lock)."""
+        query = sa.select(devices.c.state, devices.c.segment, devices.c.notes, devices.c.cert_serial).where(
+            devices.c.id == device_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise DeviceNotFound(f"device #{device_id} is no longer in the registry; nothing was changed")
+        return DeviceStanding(row.state, row.segment, row.notes, row.cert_serial)
+
+    @staticmethod
+    def active_session_ids_in(conn: Connection, device_id: int) -> list[int]:
+        """Ids of the device's active sessions, in id order (what enforcement planning iterated over)."""
+        query = sa.select(sessions.c.id).where(sessions.c.device_id == device_id, sessions.c.active.is_(True))
+        return [int(i) for i in conn.execute(query.order_by(sessions.c.id)).scalars()]
+
+    @staticmethod
+    def set_state_in(conn: Connection, device_id: int, *, state: LifecycleState, segment: str | None,
+                     notes: str | None, now: datetime) -> None:
+        """Change the device's lifecycle state (and segment/notes when given) inside the caller's transaction."""
+        values: dict[str, Any] = {"state": state.value, "updated_at": now}
+        if segment is not None:
+            values["segment"] = segment
+        if notes is not None:
+            values["notes"] = notes
+        if conn.execute(devices.update().where(devices.c.id == device_id).values(**values)).rowcount != 1:
+            raise DeviceNotFound(f"device #{device_id} is no longer in the registry; nothing was changed")
+
+    @staticmethod
+    def deny_in(conn: Connection, issuer: str, cert_serial: str, *, device_id: int | None, time: datetime,
+                actor: str, reason: str | None) -> bool:
+        """``deny`` inside the caller's transaction; False if the certificate was already denied.
+
+        ``ON CONFLICT DO NOTHING`` rather than catching the IntegrityError: on PostgreSQL a failed statement
+        aborts the whole transaction, and with it the rest of the action."""
+        values = {"issuer": issuer, "cert_serial": cert_serial.lower(), "device_id": device_id, "time": time,
+                  "actor": actor, "reason": reason}
+        insert = (postgresql.insert(denied_certificates) if conn.dialect.name == "postgresql"
+                  else sqlite.insert(denied_certificates))
+        inserted = conn.execute(insert.values(**values).on_conflict_do_nothing(
+            index_elements=[denied_certificates.c.issuer, denied_certificates.c.cert_serial])
+            .returning(denied_certificates.c.id)).first()
+        return inserted is not None
 
     def events(self, device_id: int, limit: int = 50) -> Sequence[LifecycleEvent]:
         query = (sa.select(lifecycle_events).where(lifecycle_events.c.device_id == device_id)

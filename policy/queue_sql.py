@@ -60,24 +60,34 @@ class SqlJobQueue:
     def enqueue(self, plan: Plan, *, lock_key: str, reason: str, now: datetime, device_id: int | None = None,
                 session_id: int | None = None, max_attempts: int = 8) -> tuple[Job, bool]:
         """Queue a job; an identical job still waiting is returned instead (idempotent). -> (job, created)."""
-        dedupe = f"{device_id}:{session_id}:{plan.to_json()}"
         with self.store.transaction("queueing an enforcement job") as conn:
-            self._lock(conn)
-            existing = conn.execute(sa.select(jobs).where(jobs.c.dedupe_key == dedupe, jobs.c.state == QUEUED)
-                                    .limit(1)).first()
-            if existing is not None:
-                return _job(existing), False
-            first = plan.steps[0] if plan.steps else None
-            new_id = conn.execute(jobs.insert().values(
-                device_id=device_id, session_id=session_id, target=first.target if first else "-", lock_key=lock_key,
-                plan=plan.to_json(), reason=reason, dedupe_key=dedupe, state=QUEUED, attempts=0,
-                max_attempts=max_attempts, not_before=now, step=0, log="[]", created_at=now, updated_at=now,
-            ).returning(jobs.c.id)).scalar_one()
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == new_id)).one()
+            self.lock(conn)
+            return self.enqueue_in(conn, plan, lock_key=lock_key, reason=reason, now=now, device_id=device_id,
+                                   session_id=session_id, max_attempts=max_attempts)
+
+    @staticmethod
+    def enqueue_in(conn: Connection, plan: Plan, *, lock_key: str, reason: str, now: datetime,
+                   device_id: int | None = None, session_id: int | None = None,
+                   max_attempts: int = 8) -> tuple[Job, bool]:
+        """``enqueue`` inside the caller's transaction, which must have called ``lock(conn)`` first: the job
+        commits or rolls back with whatever else the caller writes (a lifecycle action's state change)."""
+        dedupe = f"{device_id}:{session_id}:{plan.to_json()}"
+        existing = conn.execute(sa.select(jobs).where(jobs.c.dedupe_key == dedupe, jobs.c.state == QUEUED)
+                                .limit(1)).first()
+        if existing is not None:
+            return _job(existing), False
+        first = plan.steps[0] if plan.steps else None
+        new_id = conn.execute(jobs.insert().values(
+            device_id=device_id, session_id=session_id, target=first.target if first else "-", lock_key=lock_key,
+            plan=plan.to_json(), reason=reason, dedupe_key=dedupe, state=QUEUED, attempts=0,
+            max_attempts=max_attempts, not_before=now, step=0, log="[]", created_at=now, updated_at=now,
+        ).returning(jobs.c.id)).scalar_one()
+        row = conn.execute(sa.select(jobs).where(jobs.c.id == new_id)).one()
         return _job(row), True
 
     @staticmethod
-    def _lock(conn: Connection) -> None:
+    def lock(conn: Connection) -> None:
+        """Take the queue's write lock; the first statement of the transaction (SQLite: ``BEGIN IMMEDIATE``)."""
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK)))
         else:  # pysqlite has not sent BEGIN yet: take the write lock now, so the read-then-write is atomic
@@ -90,7 +100,7 @@ class SqlJobQueue:
         runnable = sa.or_(sa.and_(jobs.c.state == QUEUED, jobs.c.not_before <= now),
                           sa.and_(jobs.c.state == RUNNING, jobs.c.lease_until < now))  # lease expired: worker died
         with self.store.transaction("claiming an enforcement job") as conn:
-            self._lock(conn)
+            self.lock(conn)
             first = sa.case((jobs.c.lock_key == prefer, 0), else_=1) if prefer is not None else sa.literal(0)
             row = conn.execute(sa.select(jobs).where(runnable, jobs.c.lock_key.not_in(busy))
                                .order_by(first, jobs.c.not_before, jobs.c.id).limit(1)).first()

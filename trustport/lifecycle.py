@@ -1,22 +1,69 @@
 """Operator actions on devices (approve, quarantine, release, decommission, revoke, re-onboard), with audit.
 
-Each action: the transition is checked by ``policy.lifecycle``, the registry is updated, an audit event is
-written (who, when, why), ``revoke`` adds the certificate to the local deny list, and — when enforcement is
-configured — jobs are queued that move the device's active sessions to its new placement.
+One action on one device is one unit of work, in two phases:
+
+1. ``prepare`` validates everything that can refuse the action (known segment, allowed transition, a
+   certificate serial for ``revoke``) and plans the enforcement jobs. Planning reads (the device's active
+   sessions, its new placement from ``Enforcement.target``, which uses the same ``decide()`` as the hook) but
+   writes nothing.
+2. ``commit`` writes in ONE registry transaction: the state change, the audit record (``lifecycle_events``),
+   the deny-list entry (``denied_certificates``) and the enforcement jobs. It first takes the write lock (SQLite
+   ``BEGIN IMMEDIATE``, PostgreSQL the queue's advisory lock plus ``SELECT ... FOR UPDATE`` on the device) and
+   re-reads what the plan was made on; if the device or its sessions changed meanwhile, nothing is written and
+   the action is prepared again. A crash or error anywhere in between rolls everything back.
+
+Without an ``enforcement:`` section the action still commits, with no job, and says that connected ports are
+not moved (the device gets its new placement when it next authenticates).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from policy.errors import TrustportError
-from policy.lifecycle import ACTIONS, TransitionRefused, apply_action
-from policy.lifecycle_sql import LifecycleEvent, SqlLifecycleStore
-from policy.model import DeviceRecord
+from policy.enforcement import Plan, PlanningError, SessionView, find_binding, plan_for
+from policy.errors import DeviceNotFound, TrustportError
+from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
+from policy.lifecycle_sql import DeviceStanding, LifecycleEvent, SqlLifecycleStore
+from policy.model import Decision, DeviceRecord
+from policy.queue_sql import SqlJobQueue
 from policy.store_sql import SqlDeviceStore
 from trustport.config import TrustportConfig
+from trustport.devices import resolve_device
 from trustport.enforcement import Enforcement, Queued
+
+ENFORCEMENT_OFF = ("enforcement is not configured (no 'enforcement:' section): connected ports are not moved; "
+                   "the device gets its new placement when it next authenticates")
+_ATTEMPTS = 3  # prepare + commit, when the device changes between the two
+
+
+class _Stale(Exception):
+    """The device or its sessions changed after the action was prepared; nothing was written."""
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One active session and what will be queued for it; ``plan`` None when nothing is (see ``problem``)."""
+
+    session: SessionView
+    decision: Decision
+    plan: Plan | None = None
+    lock_key: str | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedAction:
+    """A validated action, ready to commit; nothing has been written yet."""
+
+    before: DeviceRecord
+    after: DeviceRecord
+    spec: Action
+    event: LifecycleEvent
+    job_reason: str
+    jobs: tuple[PlannedJob, ...] | None  # None: enforcement is not configured
 
 
 @dataclass(frozen=True)
@@ -25,6 +72,24 @@ class ActionResult:
     after: DeviceRecord
     denied: bool
     queued: list[Queued]
+    enforcement_note: str | None = None  # set when enforcement is not configured: ports are not moved
+
+
+def resolve_devices(store: SqlDeviceStore, refs: Sequence[str]) -> list[DeviceRecord]:
+    """Every reference (id or serial in any spelling) resolved before anything is done, each device once, in the
+    order it was first named; raises ``DeviceNotFound`` naming every reference that does not resolve."""
+    found: dict[int, DeviceRecord] = {}
+    problems: list[str] = []
+    for ref in refs:
+        try:
+            record = resolve_device(store, ref)
+        except DeviceNotFound as exc:
+            problems.append(str(exc))
+            continue
+        found.setdefault(record.id, record)
+    if problems:
+        raise DeviceNotFound("; ".join(problems) + "; nothing was changed")
+    return list(found.values())
 
 
 class LifecycleService:
@@ -34,27 +99,104 @@ class LifecycleService:
         self.audit = SqlLifecycleStore(store)
         self.enforcement = Enforcement(config, store) if config.enforcement is not None else None
 
-    def act(self, device: DeviceRecord, action: str, *, actor: str, reason: str | None, now: datetime,
-            segment: str | None = None) -> ActionResult:
+    def check_segment(self, segment: str | None) -> None:
         if segment is not None and segment not in self.config.segments:
-            raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(self.config.segments)}")
+            raise TrustportError(f"segment {segment!r} is not defined; known: {', '.join(self.config.segments)}; "
+                                 "nothing was changed")
+
+    def prepare(self, device: DeviceRecord, action: str, *, actor: str, reason: str | None, now: datetime,
+                segment: str | None = None) -> PreparedAction:
+        """Validate and plan ``action`` on ``device``; raises (``TrustportError``) before anything is written."""
+        self.check_segment(segment)
+        name = f"device #{device.id} {device.key.serial_number}"
         try:
             target = apply_action(action, device.state)
         except TransitionRefused as exc:
-            raise TransitionRefused(f"device #{device.id} {device.key.serial_number}: {exc}") from exc
+            raise TransitionRefused(f"{name}: {exc}") from exc
+        spec = ACTIONS[action]
+        if spec.deny_certificate and not device.cert_serial:
+            raise TrustportError(
+                f"{name}: no certificate serial is known, so '{action}' cannot put its certificate on the deny "
+                "list; nothing was changed. Bind the certificate first ('trustport devices rebind'), or "
+                "'decommission' the device and add its certificate to the CRL of its CA")
         line = f"{action} by {actor}: {reason}" if reason else None
         notes = f"{device.notes}\n{line}" if line and device.notes else line
-        after = self.store.update_device(device.id, state=target, segment=segment, notes=notes)
-        self.audit.record(LifecycleEvent(device.id, now, actor, action, device.state.value, target.value, reason))
+        after = dataclasses.replace(device, state=target, segment=segment or device.segment,
+                                    notes=notes if notes is not None else device.notes)
+        event = LifecycleEvent(device.id, now, actor, action, device.state.value, target.value, reason)
+        job_reason = f"{action} by {actor}" + (f": {reason}" if reason else "")
+        jobs = self._plan(after, now) if self.enforcement is not None else None
+        return PreparedAction(device, after, spec, event, job_reason, jobs)
+
+    def _plan(self, after: DeviceRecord, now: datetime) -> tuple[PlannedJob, ...]:
+        """What ``Enforcement.device_changed`` would queue for ``after``, computed without writing."""
+        enforcement = self.enforcement
+        assert enforcement is not None
+        rules = enforcement.settings.rules
+        park = rules.segments[rules.quarantine_segment]
+        planned = []
+        for session in enforcement.sessions.active_for_device(after.id):
+            decision = enforcement.target(after, session, now)
+            if session.vlan is not None and decision.vlan == session.vlan:
+                planned.append(PlannedJob(session, decision, problem=f"already in VLAN {decision.vlan}"))
+                continue
+            try:
+                plan = plan_for(session, decision, enforcement.bindings, park_vlan=park)
+                binding = find_binding(enforcement.bindings, session)
+            except PlanningError as exc:
+                planned.append(PlannedJob(session, decision, problem=str(exc)))
+                continue
+            planned.append(PlannedJob(session, decision, plan, binding.lock_key))
+        return tuple(planned)
+
+    def commit(self, prepared: PreparedAction) -> ActionResult:
+        """Write the prepared action in one transaction; raises ``_Stale`` (nothing written) if the device or its
+        sessions changed since it was prepared."""
+        before, after, event = prepared.before, prepared.after, prepared.event
+        queued: list[Queued] = []
         denied = False
-        if ACTIONS[action].deny_certificate:
-            if not device.cert_serial:
-                raise TrustportError(f"device #{device.id} has no known certificate serial to deny; it is "
-                                     "decommissioned, but add the certificate to the CRL of its CA as well")
-            denied = self.audit.deny(device.key.issuer, device.cert_serial, device_id=device.id, time=now,
-                                     actor=actor, reason=reason)
-        queued = []
-        if self.enforcement is not None:
-            queued = self.enforcement.device_changed(after, f"{action} by {actor}" + (f": {reason}" if reason else ""),
-                                                     now)
-        return ActionResult(device, after, denied, queued)
+        with self.store.transaction(f"{event.action} of device #{before.id}") as conn:
+            SqlJobQueue.lock(conn)  # first statement: the write lock, so the re-read below stays true
+            planned_on = DeviceStanding(before.state.value, before.segment, before.notes, before.cert_serial)
+            if SqlLifecycleStore.standing_for_update(conn, before.id) != planned_on:
+                raise _Stale(f"device #{before.id} changed")
+            if prepared.jobs is not None:
+                sessions = SqlLifecycleStore.active_session_ids_in(conn, before.id)
+                if sessions != [p.session.id for p in prepared.jobs]:
+                    raise _Stale(f"the sessions of device #{before.id} changed")
+            SqlLifecycleStore.set_state_in(conn, before.id, state=after.state, segment=after.segment,
+                                           notes=after.notes, now=event.time)
+            SqlLifecycleStore.record_in(conn, event)
+            if prepared.spec.deny_certificate:
+                assert before.cert_serial  # checked by prepare
+                denied = SqlLifecycleStore.deny_in(conn, before.key.issuer, before.cert_serial, device_id=before.id,
+                                                   time=event.time, actor=event.actor, reason=event.reason)
+            for p in prepared.jobs or ():
+                if p.plan is None or p.lock_key is None:
+                    queued.append(Queued(p.session, p.decision, None, problem=p.problem))
+                    continue
+                assert self.enforcement is not None
+                job, created = SqlJobQueue.enqueue_in(conn, p.plan, lock_key=p.lock_key, reason=prepared.job_reason,
+                                                      now=event.time, device_id=before.id,
+                                                      session_id=p.session.id,
+                                                      max_attempts=self.enforcement.max_attempts)
+                queued.append(Queued(p.session, p.decision, job, created))
+        return ActionResult(before, after, denied, queued, ENFORCEMENT_OFF if prepared.jobs is None else None)
+
+    def act(self, device: DeviceRecord, action: str, *, actor: str, reason: str | None, now: datetime,
+            segment: str | None = None) -> ActionResult:
+        """Do ``action`` on ``device`` completely or not at all."""
+        current = device
+        for _ in range(_ATTEMPTS):
+            prepared = self.prepare(current, action, actor=actor, reason=reason, now=now, segment=segment)
+            try:
+                return self.commit(prepared)
+            except _Stale:
+                fresh = self.store.get_device(device.id)
+                if fresh is None:
+                    raise DeviceNotFound(f"device #{device.id} is no longer in the registry; nothing was changed"
+                                         ) from None
+                current = fresh
+        raise TrustportError(f"device #{device.id} {device.key.serial_number} kept changing while '{action}' was "
+                             "being written (authentications or another operator); nothing was changed; run the "
+                             "command again")
