@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -18,6 +19,11 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import char
+from pyasn1_modules import rfc5280, rfc5652
 
 from policy.mud import MudProfile, MudSignatureError, parse_mud
 
@@ -63,9 +69,9 @@ def local_signature_name(file_name: str) -> str:
 
 
 # --- detached CMS signature (RFC 5652 SignedData, RFC 8520 section 13) --------------------------------------
-# cryptography can build CMS but not verify it, so the few fields needed are read with a strict DER walker and
-# the maths and the chain are left to cryptography. Definite-length DER only (what ``openssl cms -sign -binary
-# -outform DER`` and cryptography's PKCS7SignatureBuilder write); BER indefinite lengths are refused.
+# cryptography can build CMS but not verify it: the structure is decoded with pyasn1-modules' RFC 5652 and RFC 5280
+# modules (strict DER: what does not re-encode to the same bytes is refused, so BER indefinite lengths and
+# non-minimal encodings never pass), and the maths and the chain are left to cryptography.
 
 _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _CONTENT_TYPES = frozenset({"1.2.840.113549.1.7.1", "1.2.840.113549.1.9.16.1.41"})  # id-data, id-ct-mudtype
@@ -82,66 +88,30 @@ _SIGNATURES: dict[str, tuple[str, type[hashes.HashAlgorithm] | None]] = {
     "1.2.840.113549.1.1.12": ("rsa", hashes.SHA384), "1.2.840.113549.1.1.13": ("rsa", hashes.SHA512),
     "1.3.101.112": ("ed25519", None), "1.3.101.113": ("ed448", None)}
 _MAX_SIGNERS = 4
-_STRING_TAGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}
 
 
-@dataclass(frozen=True)
-class _Der:
-    tag: int
-    content: bytes
-    raw: bytes
+def _decode(data: bytes, spec: Any, what: str) -> Any:
+    """One DER value of ``spec``; ValueError (with ``what``) for trailing bytes, BER, or anything malformed."""
+    try:
+        value, rest = der_decoder.decode(data, asn1Spec=spec)
+        if rest:
+            raise ValueError(f"{len(rest)} bytes after the value")
+        if der_encoder.encode(value) != data:
+            raise ValueError("not DER (BER indefinite length or non-minimal encoding; re-sign with -outform DER, "
+                             "without -stream)")
+    except PyAsn1Error as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+    return value
 
 
-def _der_items(data: bytes, what: str) -> list[_Der]:
-    items, pos = [], 0
-    while pos < len(data):
-        if len(data) - pos < 2 or data[pos] & 0x1F == 0x1F:
-            raise ValueError(f"{what}: truncated or multi-byte tag")
-        first, start = data[pos + 1], pos + 2
-        length = first
-        if first & 0x80:
-            count = first & 0x7F
-            if count == 0:
-                raise ValueError(f"{what}: BER indefinite length; re-sign with -outform DER (without -stream)")
-            if count > 4 or start + count > len(data) or data[start] == 0:
-                raise ValueError(f"{what}: bad DER length")
-            length = int.from_bytes(data[start : start + count], "big")
-            if length < 0x80:
-                raise ValueError(f"{what}: non-minimal DER length")
-            start += count
-        end = start + length
-        if end > len(data):
-            raise ValueError(f"{what}: truncated")
-        items.append(_Der(data[pos], data[start:end], data[pos:end]))
-        pos = end
-    return items
+def _der(value: Any) -> bytes:
+    return bytes(der_encoder.encode(value))
 
 
-def _der_one(data: bytes, tag: int, what: str) -> _Der:
-    items = _der_items(data, what)
-    if len(items) != 1 or items[0].tag != tag:
-        raise ValueError(f"{what}: expected one element with tag 0x{tag:02x}")
-    return items[0]
-
-
-def _children(item: _Der, what: str, tags: tuple[int, ...] | None = None) -> list[_Der]:
-    children = _der_items(item.content, what)
-    if tags is not None and tuple(child.tag for child in children[: len(tags)]) != tags:
-        raise ValueError(f"{what}: unexpected structure")
-    return children
-
-
-def _oid(item: _Der) -> str:
-    if item.tag != 0x06 or not item.content or item.content[-1] & 0x80:
-        raise ValueError("malformed OBJECT IDENTIFIER")
-    arcs, value = [], 0
-    for byte in item.content:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    top = min(arcs[0] // 40, 2)
-    return ".".join(str(arc) for arc in [top, arcs[0] - 40 * top, *arcs[1:]])
+def _name_der(cert: x509.Certificate, which: str) -> bytes:
+    return (cert.issuer if which == "issuer" else cert.subject).public_bytes()
 
 
 def mud_signer_name(device_cert: x509.Certificate) -> x509.Name | None:
@@ -152,25 +122,39 @@ def mud_signer_name(device_cert: x509.Certificate) -> x509.Name | None:
         return None
     try:
         assert isinstance(value, x509.UnrecognizedExtension)
-        rdns = []
-        for rdn in _children(_der_one(value.value, 0x30, "MUDsigner"), "MUDsigner Name"):
-            attributes = []
-            for atv in _children(rdn, "RDN"):
-                oid_item, string = _children(atv, "AttributeTypeAndValue", (0x06,))[:2]
-                encoding = _STRING_TAGS[string.tag]
-                attributes.append(x509.NameAttribute(x509.ObjectIdentifier(_oid(oid_item)),
-                                                     string.content.decode(encoding)))
-            rdns.append(x509.RelativeDistinguishedName(attributes))
-        return x509.Name(rdns)
-    except (AssertionError, KeyError, IndexError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        name = _decode(value.value, rfc5280.Name(), "MUDsigner")
+        # the DER of a valid Name is what cryptography's own parser reads: a stub certificate is not needed
+        return _name_from_der(_der(name))
+    except (AssertionError, ValueError) as exc:
         raise MudSignatureError(f"device certificate: id-pe-mudsigner extension is not a DER Name ({exc})") from exc
 
 
-def _issuer_and_serial(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    tbs = _children(_der_one(cert.tbs_certificate_bytes, 0x30, "TBSCertificate"), "TBSCertificate")
-    if tbs[0].tag == 0xA0:
-        tbs = tbs[1:]
-    return tbs[2].raw, tbs[0].content  # issuer Name, serial INTEGER contents
+def _name_from_der(der: bytes) -> x509.Name:
+    rdns = []
+    for rdn in _decode(der, rfc5280.Name(), "Name")["rdnSequence"]:
+        attributes = []
+        for atv in rdn:
+            oid = str(atv["type"])
+            raw = bytes(atv["value"])
+            attributes.append(x509.NameAttribute(x509.ObjectIdentifier(oid), _directory_string(raw)))
+        rdns.append(x509.RelativeDistinguishedName(attributes))
+    return x509.Name(rdns)
+
+
+_STRING_SPECS: tuple[tuple[Any, str], ...] = (
+    (char.UTF8String(), "utf-8"), (char.PrintableString(), "ascii"), (char.IA5String(), "ascii"),
+    (char.TeletexString(), "latin-1"), (char.BMPString(), "utf-16-be"), (char.UniversalString(), "utf-32-be"))
+
+
+def _directory_string(raw: bytes) -> str:
+    for spec, encoding in _STRING_SPECS:
+        try:
+            value, rest = der_decoder.decode(raw, asn1Spec=spec)
+        except PyAsn1Error:
+            continue
+        if not rest:
+            return bytes(value.asOctets()).decode(encoding)
+    raise ValueError("attribute value is not a directory string")
 
 
 def _subject_key_id(cert: x509.Certificate) -> bytes | None:
@@ -182,9 +166,9 @@ def _subject_key_id(cert: x509.Certificate) -> bytes | None:
 
 @dataclass(frozen=True)
 class _SignerInfo:
-    sid: _Der
+    sid: Any  # rfc5652.SignerIdentifier
     digest_oid: str
-    signed_attrs: _Der | None
+    signed_attrs: Any | None  # rfc5652.SignedAttributes, or None
     signature_oid: str
     signature: bytes
 
@@ -194,50 +178,39 @@ def _load_certificate(der: bytes) -> x509.Certificate:
     cert = x509.load_der_x509_certificate(der)
     try:
         _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc,
-             cert.public_key(), _issuer_and_serial(cert))
+             cert.public_key(), cert.serial_number, _name_der(cert, "issuer"))
     except UnsupportedAlgorithm as exc:
         raise ValueError(f"certificate {cert.serial_number:x}: {exc}") from exc
     return cert
 
 
 def _parse_signed_data(signature_der: bytes) -> tuple[str, list[x509.Certificate], list[_SignerInfo]]:
-    content_info = _children(_der_one(signature_der, 0x30, "ContentInfo"), "ContentInfo", (0x06, 0xA0))
-    if _oid(content_info[0]) != _OID_SIGNED_DATA:
-        raise ValueError(f"content type {_oid(content_info[0])} is not SignedData")
-    signed = _children(_der_one(content_info[1].content, 0x30, "SignedData"), "SignedData", (0x02, 0x31, 0x30))
-    if signed[0].content not in (b"\x01", b"\x03", b"\x04", b"\x05"):
+    content_info = _decode(signature_der, rfc5652.ContentInfo(), "ContentInfo")
+    if str(content_info["contentType"]) != _OID_SIGNED_DATA:
+        raise ValueError(f"content type {content_info['contentType']} is not SignedData")
+    signed = _decode(bytes(content_info["content"]), rfc5652.SignedData(), "SignedData")
+    if int(signed["version"]) not in (1, 3, 4, 5):
         raise ValueError("SignedData: unknown version")
-    listed = {_oid(_children(item, "digestAlgorithms", (0x06,))[0]) for item in _der_items(signed[1].content,
-                                                                                          "digestAlgorithms")}
-    encap = _children(signed[2], "EncapsulatedContentInfo", (0x06,))
-    if len(encap) > 1:
+    listed = {str(algorithm["algorithm"]) for algorithm in signed["digestAlgorithms"]}
+    encap = signed["encapContentInfo"]
+    if encap["eContent"].isValue:
         raise ValueError("the signature embeds content; RFC 8520 uses a detached signature over the MUD file")
     certificates = []
-    rest = signed[3:]
-    if rest and rest[0].tag == 0xA0:
-        certificates = [_load_certificate(item.raw)
-                        for item in _der_items(rest[0].content, "certificates") if item.tag == 0x30]
-        rest = rest[1:]
-    if rest and rest[0].tag == 0xA1:
-        rest = rest[1:]
-    if len(rest) != 1 or rest[0].tag != 0x31:
-        raise ValueError("SignedData: signerInfos missing")
+    if signed["certificates"].isValue:
+        for choice in signed["certificates"]:
+            if choice.getName() == "certificate":
+                certificates.append(_load_certificate(_der(choice["certificate"])))
     signers = []
-    for item in _der_items(rest[0].content, "signerInfos"):
-        fields = _children(item, "SignerInfo", (0x02,))
-        if item.tag != 0x30 or len(fields) < 5 or fields[2].tag != 0x30:
-            raise ValueError("SignerInfo: unexpected structure")
-        if fields[0].content != (b"\x03" if fields[1].tag == 0x80 else b"\x01"):
+    for info in signed["signerInfos"]:
+        sid = info["sid"]
+        if int(info["version"]) != (3 if sid.getName() == "subjectKeyIdentifier" else 1):
             raise ValueError("SignerInfo: version does not fit its signer identifier")
-        attrs = fields[3] if fields[3].tag == 0xA0 else None
-        algorithm, value = fields[4:6] if attrs is not None else fields[3:5]
-        if algorithm.tag != 0x30 or value.tag != 0x04:
-            raise ValueError("SignerInfo: unexpected structure")
-        signers.append(_SignerInfo(fields[1], _oid(_children(fields[2], "digestAlgorithm")[0]), attrs,
-                                   _oid(_children(algorithm, "signatureAlgorithm")[0]), value.content))
+        attrs = info["signedAttrs"] if info["signedAttrs"].isValue else None
+        signers.append(_SignerInfo(sid, str(info["digestAlgorithm"]["algorithm"]), attrs,
+                                   str(info["signatureAlgorithm"]["algorithm"]), bytes(info["signature"])))
         if signers[-1].digest_oid not in listed:
             raise ValueError("SignerInfo: digest algorithm not listed in SignedData.digestAlgorithms")
-    return _oid(encap[0]), certificates, signers
+    return str(encap["eContentType"]), certificates, signers
 
 
 def _describe(cert: x509.Certificate) -> str:
@@ -245,11 +218,15 @@ def _describe(cert: x509.Certificate) -> str:
 
 
 def _find_signer(info: _SignerInfo, candidates: list[x509.Certificate]) -> x509.Certificate | None:
-    if info.sid.tag == 0x30:
-        issuer, serial = _children(info.sid, "IssuerAndSerialNumber", (0x30, 0x02))[:2]
-        return next((cert for cert in candidates if _issuer_and_serial(cert) == (issuer.raw, serial.content)), None)
-    if info.sid.tag == 0x80:
-        return next((cert for cert in candidates if _subject_key_id(cert) == info.sid.content), None)
+    kind = info.sid.getName()
+    if kind == "issuerAndSerialNumber":
+        issuer = _der(info.sid["issuerAndSerialNumber"]["issuer"])
+        serial = int(info.sid["issuerAndSerialNumber"]["serialNumber"])
+        return next((cert for cert in candidates
+                     if cert.serial_number == serial and _name_der(cert, "issuer") == issuer), None)
+    if kind == "subjectKeyIdentifier":
+        key_id = bytes(info.sid["subjectKeyIdentifier"])
+        return next((cert for cert in candidates if _subject_key_id(cert) == key_id), None)
     raise ValueError("SignerIdentifier: unexpected structure")
 
 
@@ -258,20 +235,21 @@ def _signed_bytes(info: _SignerInfo, mud: bytes, content_type: str, digest: hash
     """What the signature covers: the DER SET of signed attributes (checked against the file) or the file."""
     if info.signed_attrs is None:
         return mud
-    values: dict[str, list[_Der]] = {}
-    for attribute in _der_items(info.signed_attrs.content, "signedAttrs"):
-        oid_item, value_set = _children(attribute, "Attribute", (0x06, 0x31))[:2]
-        values.setdefault(_oid(oid_item), []).extend(_der_items(value_set.content, "Attribute values"))
+    values: dict[str, list[Any]] = {}
+    for attribute in info.signed_attrs:
+        values.setdefault(str(attribute["attrType"]), []).extend(attribute["attrValues"])
     declared = values.get(_OID_CONTENT_TYPE, [])
-    if len(declared) != 1 or _oid(declared[0]) != content_type:
+    if len(declared) != 1 or str(_decode(bytes(declared[0]), rfc5652.ContentType(), "contentType")) != content_type:
         raise MudSignatureError(f"{source}: signature's contentType attribute is missing or differs from its content")
     message_digest = values.get(_OID_MESSAGE_DIGEST, [])
     hasher = hashes.Hash(digest)
     hasher.update(mud)
-    if len(message_digest) != 1 or message_digest[0].tag != 0x04 or message_digest[0].content != hasher.finalize():
+    if len(message_digest) != 1 or bytes(_decode(bytes(message_digest[0]), rfc5652.MessageDigest(),
+                                                 "messageDigest")) != hasher.finalize():
         raise MudSignatureError(f"{source}: the MUD file does not match its signature (message digest differs): "
                                 "the file was changed after signing, or this .p7s belongs to another file")
-    return b"\x31" + info.signed_attrs.raw[1:]  # signed as SET OF, stored as [0] IMPLICIT
+    encoded = _der(info.signed_attrs)
+    return b"\x31" + encoded[1:]  # signed as SET OF, stored as [0] IMPLICIT
 
 
 def _check_signature(cert: x509.Certificate, info: _SignerInfo, data: bytes, digest: hashes.HashAlgorithm,

@@ -32,7 +32,7 @@ from policy.mud import (
     policy_hint,
 )
 from policy.mud_signature import MUD_SIGNER_OID, load_mud, mud_signer_name, signature_url, verify_mud_signature
-from trustport.pki import Issued, issue_device, make_ca
+from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 URL = "https://lighting.example.com/lightbulb2000.json"
@@ -582,3 +582,25 @@ def test_every_corrupted_byte_or_truncation_is_refused_cleanly(signing: dict[str
         assert signer == signing["signer"].cert
         verified += 1
     assert verified <= 4  # only the unused NULL parameters of digest AlgorithmIdentifiers can change harmlessly
+
+
+def _indefinite(der: bytes) -> bytes:
+    """The same outer SEQUENCE with a BER indefinite length (what `openssl cms -stream` writes)."""
+    assert der[0] == 0x30 and der[1] & 0x80
+    header = 2 + (der[1] & 0x7F)
+    return b"\x30\x80" + der[header:] + b"\x00\x00"
+
+
+def _non_minimal(der: bytes) -> bytes:
+    """The same value with its outer length in one more byte than needed (valid BER, not DER)."""
+    count = der[1] & 0x7F
+    return bytes([0x30, 0x80 | (count + 1), 0]) + der[2:]
+
+
+@pytest.mark.parametrize("reencode", [_indefinite, _non_minimal, lambda der: der + b"\x00"])
+def test_only_der_signatures_are_read(signing: dict[str, Issued], reencode: Any) -> None:
+    """The CMS structure is decoded with pyasn1-modules (RFC 5652) and must re-encode to the very same bytes."""
+    good = sign(MUD_BYTES, signing["signer"])
+    assert verify_mud_signature(MUD_BYTES, good, [signing["ca"].cert], NOW) == signing["signer"].cert
+    with pytest.raises(MudSignatureError, match="not a DER CMS SignedData"):
+        verify_mud_signature(MUD_BYTES, reencode(good), [signing["ca"].cert], NOW)
