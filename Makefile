@@ -1,7 +1,10 @@
 # trustport — two commands do all set-up on a fresh Debian 12 machine:
 #   make demo   installs what is missing, then runs the lab (real FreeRADIUS + eapol_test)
 #   make test   installs what is missing, then runs ruff, mypy --strict and the whole test suite
-# Both are idempotent: packages already present are not installed again.
+#   make unit   ruff, mypy --strict and the unit tests only (no services, well under a minute)
+#   make wheel-check  builds the wheel, installs it into a fresh venv and runs `trustport radius render` and
+#               `trustport lab` from a directory outside the checkout (CI runs it after `make test`)
+# All are idempotent: packages already present are not installed again.
 
 # rlm_python3 embeds Debian's Python 3.11: build the venv with that interpreter so compiled wheels match.
 PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
@@ -11,13 +14,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv openssl freeradius freeradius-python3 freeradius-utils eapoltest \
                 postgresql snmpd snmp hostapd wpasupplicant iproute2
 PYTEST_ARGS ?=
+EXTRAS := dev,lab,postgres
+CONSTRAINTS := constraints.txt
 
-.PHONY: demo test lint pytest system-deps venv bench clean
+.PHONY: demo test unit lint pytest wheel-check system-deps venv bench clean
 
 demo: system-deps venv
 	$(BIN)/trustport lab
 
 test: system-deps venv lint pytest
+
+unit: venv lint
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -25,6 +33,10 @@ lint: venv
 
 pytest: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The installed package, not the checkout: see .ci/wheel-check.
+wheel-check: system-deps venv
+	.ci/wheel-check $(PYTHON) $(BIN)/python
 
 bench: system-deps venv
 	$(BIN)/python bench/bench_eap_tls.py
@@ -42,11 +54,11 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from switch_drivers.coa import dictionary_path  # noqa: E402
-from tests.fakes.coa_nas import CoaNas  # noqa: E402
-from tests.fakes.fake_cli import FakeCliServer  # noqa: E402
-from tests.fakes.harness import (  # noqa: E402
+from trustport_lab.fakes.coa_nas import CoaNas  # noqa: E402
+from trustport_lab.fakes.fake_cli import FakeCliServer  # noqa: E402
+from trustport_lab.fakes.harness import (  # noqa: E402
     CLI_DRIVERS,
     SNMP_DRIVERS,
     Harness,
@@ -35,7 +35,7 @@ from tests.fakes.harness import (  # noqa: E402
     coa_harness,
     snmp_harness,
 )
-from tests.fakes.snmp_agent import V3_AUTH, V3_PRIV, V3_USER, SnmpAgent, snmpd_available  # noqa: E402
+from trustport_lab.fakes.snmp_agent import V3_AUTH, V3_PRIV, V3_USER, SnmpAgent, snmpd_available  # noqa: E402
 
 
 def timed(func: Callable[[], Any]) -> float:

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.radius_pairs
 
 from radius_hooks.hook import Hook
-from trustport.lab import Lab
 from trustport.radiusd import RadiusServer, free_port
+from trustport_lab.lab import Lab
 
 BASELINE_CHECK = """server check-eap-tls {
 	authorize {
@@ -115,7 +115,7 @@ def _token_costs(lab: Lab, runs: int = 300) -> tuple[float, float]:
     from policy.attestation_sql import SqlAttestationStore
     from policy.x509facts import spki_der
     from radius_hooks.attestation_gate import AttestationGate
-    from trustport.fake_verifier import mint
+    from trustport_lab.fake_verifier import mint
 
     settings = lab.config.hook_settings().attestation
     assert settings is not None

@@ -3,7 +3,10 @@
 Order (pure, table-testable):
 1. an invalid certificate is rejected; a decommissioned device is rejected; a quarantined one is quarantined —
    no rule can override these;
-2. otherwise the first matching policy rule places (or rejects) the device;
+2. otherwise the first matching policy rule places (or rejects) the device. A placing rule applies to registered
+   devices (operational, onboarding) only, unless its match names ``state:`` -- then to exactly the states it
+   names, so only a rule with ``state: unknown``/``pending`` can place a device nobody approved. A reject rule
+   applies to anyone (rejecting is never an escalation);
 3. without a matching rule, the lifecycle default: operational -> its segment (or the default segment),
    onboarding -> the onboarding segment, pending or unknown -> quarantine (unknown ones are recorded as pending);
 4. attestation can then only lower an accept (unless the matching rule already matched on attestation);
@@ -25,9 +28,10 @@ from policy.model import (
     LifecycleState,
     NetworkContext,
     Outcome,
+    PlacementInput,
 )
 from policy.mud import MudHint
-from policy.rules import DeviceView, Rule, first_match, resolve_site
+from policy.rules import DeviceView, Rule, resolve_site
 from policy.x509facts import parse_oneline_dn
 
 
@@ -157,9 +161,23 @@ def _attestation(placement: _Placement, device: DeviceRecord, verdict: Certifica
     return replace(placement, segment=segment, reasons=(*placement.reasons, why))
 
 
-def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: SegmentRules,
-           attestation: AttestationStanding | None = None, *, facts: CertificateFacts | None = None,
-           context: NetworkContext | None = None, mud: MudHint | None = None) -> Decision:
+# States a placing rule applies to when its match does not name ``state:`` (see the module docstring).
+REGISTERED_STATES = frozenset({LifecycleState.OPERATIONAL.value, LifecycleState.ONBOARDING.value})
+
+
+def rule_applies(rule: Rule, state: str) -> bool:
+    """Whether ``rule`` may place a device in ``state`` ("unknown" for one not in the registry) at all."""
+    return rule.reject or rule.uses("state") or state in REGISTERED_STATES
+
+
+def _first_rule(rules: tuple[Rule, ...], view: DeviceView) -> Rule | None:
+    state = view.get("state") or "unknown"
+    return next((rule for rule in rules if rule_applies(rule, state) and rule.matches(view)), None)
+
+
+def place(inputs: PlacementInput, rules: SegmentRules) -> Decision:
+    """The one placement function: the hook, ``trustport decide`` and the enforcement planner all call this."""
+    verdict, device, context = inputs.verdict, inputs.device, inputs.context
     cert = verdict.reasons()
     if not verdict.valid:
         return Decision(Outcome.REJECT, None, None, cert)
@@ -169,7 +187,8 @@ def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: Segm
     if device is not None and device.state is LifecycleState.QUARANTINED:
         placement = _Placement(rules.quarantine_segment, (*cert, f"device {device.id} is quarantined"))
     else:
-        rule = first_match(rules.rules, device_view(facts, verdict, device, attestation, context, site, mud))
+        view = device_view(inputs.certificate, verdict, device, inputs.attestation, context, site, inputs.mud)
+        rule = _first_rule(rules.rules, view)
         if rule is None:
             placement = _lifecycle_default(device, verdict, rules, cert)
         else:
@@ -178,8 +197,15 @@ def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: Segm
                                                                    f": segment {rule.segment}")),
                                    register_pending=device is None, rule=rule)
         if device is not None:
-            placement = _attestation(placement, device, verdict, attestation, rules)
-    return _finish(placement, rules, site, mud)
+            placement = _attestation(placement, device, verdict, inputs.attestation, rules)
+    return _finish(placement, rules, site, inputs.mud)
+
+
+def decide(verdict: CertificateVerdict, device: DeviceRecord | None, rules: SegmentRules,
+           attestation: AttestationStanding | None = None, *, facts: CertificateFacts | None = None,
+           context: NetworkContext | None = None, mud: MudHint | None = None) -> Decision:
+    """``place`` with its input given field by field (kept for callers and table tests)."""
+    return place(PlacementInput(verdict, device, facts, context, attestation, mud), rules)
 
 
 def _finish(placement: _Placement, rules: SegmentRules, site: str | None, mud: MudHint | None = None) -> Decision:

@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # plain data only: these modules import this one
+    from policy.attestation import AttestationStanding
+    from policy.mud import MudHint
 
 
 class LifecycleState(StrEnum):
@@ -183,6 +188,50 @@ class DecisionLogEntry:
     vlan: int | None
     segment: str | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    policy_revision: str | None = None  # the revision of the policy that decided (None: logged before revisions)
+
+
+@dataclass(frozen=True)
+class VerifiedCertificate:
+    """The certificate a device last authenticated with, after it was verified (persisted at accept time), so that
+    the enforcement planner matches ``subject.*``/``mud_url`` rules exactly as the hook did."""
+
+    device_id: int
+    subject: str  # canonical DN text (policy.dn)
+    issuer: str
+    cert_kind: CertKind | None
+    mud_url: str | None
+    not_after: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PlacementInput:
+    """Everything the one placement function (``policy.decide.place``) reads. The hook, ``trustport decide`` and the
+    enforcement planner each build one of these and nothing else, so they cannot disagree.
+
+    ``certificate`` is the certificate presented now (hook, ``decide``) or the device's last verified one (planner);
+    ``mud`` the device's MUD hint looked up from its MUD URL the same way on every path."""
+
+    verdict: CertificateVerdict
+    device: DeviceRecord | None
+    certificate: CertificateFacts | None = None
+    context: NetworkContext | None = None
+    attestation: AttestationStanding | None = None
+    mud: MudHint | None = None
+
+
+@dataclass(frozen=True)
+class RadiusServerRecord:
+    """One running FreeRADIUS (its hook) and the policy revision it holds (``trustport radius status``)."""
+
+    server_id: str  # hostname + the hook.json path
+    pid: int
+    policy_revision: str | None
+    loaded_at: datetime
+    last_auth_at: datetime | None = None
+    settings_file: str | None = None
+    config_file: str | None = None
 
 
 @dataclass(frozen=True)

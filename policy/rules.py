@@ -18,10 +18,25 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from policy.model import CertKind, LifecycleState
+from policy.mud import MudClass
+
 FIELDS = frozenset({"issuer", "manufacturer", "cert_kind", "mud_url", "mud_class", "device_class", "owner",
                     "attestation", "state", "nas_ip", "nas_identifier", "site"})
 SUBJECT_PREFIX = "subject."
 MAX_PATTERN = 256
+# Fields whose value is one of a closed set: a pattern must name a known value (or be a glob matching at least one),
+# so that a typo (``state: operationl``) is refused instead of silently never matching. Quarantined and
+# decommissioned devices never reach the rules (decide() handles them first), so ``state`` offers only these.
+RULE_STATES = ("unknown", LifecycleState.PENDING.value, LifecycleState.ONBOARDING.value,
+               LifecycleState.OPERATIONAL.value)
+ENUM_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "cert_kind": tuple(k.value for k in CertKind),
+    "state": RULE_STATES,
+    "attestation": ("affirming", "warning", "contraindicated", "none", "missing"),
+    "mud_class": tuple(c.value for c in MudClass),
+}
+UNREGISTERED_STATES = frozenset({"unknown", LifecycleState.PENDING.value})
 
 
 class RuleError(ValueError):
@@ -42,6 +57,12 @@ class Condition:
             raise RuleError(f"unknown match field {self.field!r}; known: {', '.join(sorted(FIELDS))}, subject.<ATTR>")
         if not self.patterns or any(not p or len(p) > MAX_PATTERN for p in self.patterns):
             raise RuleError(f"field {self.field!r}: patterns must be 1-{MAX_PATTERN} characters")
+        known = ENUM_FIELDS.get(self.field)
+        if known is not None:
+            for pattern in self.patterns:
+                if not known_values(pattern, known):
+                    raise RuleError(f"field {self.field!r}: {pattern!r} is not a known value; known: "
+                                    f"{', '.join(known)}")
         if self.field == "nas_ip":
             for pattern in self.patterns:
                 if "/" in pattern:
@@ -84,8 +105,22 @@ class Rule:
     def uses(self, field_name: str) -> bool:
         return any(c.field == field_name for c in self.conditions)
 
+    def condition(self, field_name: str) -> Condition | None:
+        return next((c for c in self.conditions if c.field == field_name), None)
+
+    def admits_unregistered(self) -> bool:
+        """Whether this rule can place an unknown or pending device: its ``state`` names one explicitly."""
+        state = self.condition("state")
+        return state is not None and any(known_values(p, RULE_STATES) & UNREGISTERED_STATES for p in state.patterns)
+
     def matches(self, view: DeviceView) -> bool:
         return all(c.matches(view.get(c.field)) for c in self.conditions)
+
+
+def known_values(pattern: str, known: tuple[str, ...]) -> frozenset[str]:
+    """The known values a pattern matches (exactly, case-insensitively, or as a glob)."""
+    lowered = pattern.lower()
+    return frozenset(v for v in known if fnmatch.fnmatchcase(v, lowered))
 
 
 @dataclass(frozen=True)
@@ -103,42 +138,65 @@ class DeviceView:
 
 def parse_rule(raw: object, index: int) -> Rule:
     """A rule from its YAML form: {name, match: {field: pattern | [patterns]}, segment | reject, filter_id}."""
-    try:
-        return _parse_rule(raw, index)
-    except RuleError as exc:
-        raise RuleError(str(exc), ("policy", "rules", index)) from exc
+    rule, problems = check_rule(raw, index)
+    if problems:
+        raise problems[0]
+    assert rule is not None
+    return rule
 
 
-def _parse_rule(raw: object, index: int) -> Rule:
+def check_rule(raw: object, index: int) -> tuple[Rule | None, list[RuleError]]:
+    """The rule, or every problem in it, each with its path (``policy.rules.<i>.match.<field>``, ...)."""
+    base: tuple[str | int, ...] = ("policy", "rules", index)
     where = f"rule #{index + 1}"
     if not isinstance(raw, Mapping):
-        raise RuleError(f"{where}: must be a mapping with name, match and segment or reject")
-    unknown = set(raw) - {"name", "match", "segment", "reject", "filter_id"}
-    if unknown:
-        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        return None, [RuleError(f"{where}: must be a mapping with name, match and segment or reject", base)]
+    problems: list[RuleError] = []
+
+    def problem(message: str, *sub: str | int) -> None:
+        problems.append(RuleError(message, (*base, *sub)))
+
+    for key in sorted(set(map(str, raw)) - {"name", "match", "segment", "reject", "filter_id"}):
+        problem(f"{where}: unknown key {key!r}; known: name, match, segment, reject, filter_id", key)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise RuleError(f"{where}: 'name' is required")
+        problem(f"{where}: 'name' is required (a non-empty string)", *(("name",) if "name" in raw else ()))
+        name = where
+    else:
+        where = f"rule {name!r}"
     match = raw.get("match")
-    if not isinstance(match, Mapping) or not match:
-        raise RuleError(f"rule {name!r}: 'match' must be a non-empty mapping of field: pattern")
     conditions = []
-    for key, value in match.items():
-        patterns = value if isinstance(value, list) else [value]
-        if not all(isinstance(p, str | int) and not isinstance(p, bool) for p in patterns):
-            raise RuleError(f"rule {name!r}: field {key!r} takes a string or a list of strings")
-        try:
-            conditions.append(Condition(str(key), tuple(str(p) for p in patterns)))
-        except RuleError as exc:
-            raise RuleError(f"rule {name!r}: {exc}") from exc
+    if not isinstance(match, Mapping) or not match:
+        problem(f"{where}: 'match' must be a non-empty mapping of field: pattern",
+                *(("match",) if "match" in raw else ()))
+    else:
+        for key, value in match.items():
+            patterns = value if isinstance(value, list) else [value]
+            if not patterns or not all(isinstance(p, str | int) and not isinstance(p, bool) for p in patterns):
+                problem(f"{where}: field {key!r} takes a string or a non-empty list of strings", "match", str(key))
+                continue
+            try:
+                conditions.append(Condition(str(key), tuple(str(p) for p in patterns)))
+            except RuleError as exc:
+                problem(f"{where}: {exc}", "match", str(key))
     segment, reject, filter_id = raw.get("segment"), raw.get("reject", False), raw.get("filter_id")
-    if segment is not None and not isinstance(segment, str):
-        raise RuleError(f"rule {name!r}: 'segment' must be a segment name")
+    if segment is not None and (not isinstance(segment, str) or not segment):
+        problem(f"{where}: 'segment' must be a segment name", "segment")
+        segment = None
     if not isinstance(reject, bool):
-        raise RuleError(f"rule {name!r}: 'reject' must be true or false")
-    if filter_id is not None and (not isinstance(filter_id, str) or not filter_id.isprintable()):
-        raise RuleError(f"rule {name!r}: 'filter_id' must be a printable string")
-    return Rule(name, tuple(conditions), segment, reject, filter_id)
+        problem(f"{where}: 'reject' must be true or false", "reject")
+        reject = False
+    if filter_id is not None and (not isinstance(filter_id, str) or not filter_id or not filter_id.isprintable()):
+        problem(f"{where}: 'filter_id' must be a printable string", "filter_id")
+        filter_id = None
+    if problems:
+        if reject == (segment is not None) and not any(p.path[3:4] in (("segment",), ("reject",)) for p in problems):
+            problem(f"{where}: give exactly one of 'segment' or 'reject: true'")
+        return None, problems
+    try:
+        return Rule(str(name), tuple(conditions), segment, reject, filter_id), []
+    except RuleError as exc:
+        return None, [RuleError(str(exc), base)]
 
 
 def first_match(rules: tuple[Rule, ...], view: DeviceView) -> Rule | None:

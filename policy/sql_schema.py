@@ -101,6 +101,7 @@ decision_log = sa.Table(
     sa.Column("vlan", sa.Integer),
     sa.Column("segment", sa.Text),
     sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
+    sa.Column("policy_revision", sa.String(64), nullable=True),  # added later (store_sql._ADDED_COLUMNS)
     sa.Index("ix_decision_log_time", "time"),
     sa.Index("ix_decision_log_device_time", "device_id", "time"),
 )
@@ -227,4 +228,32 @@ enforcement_jobs = sa.Table(
     sa.Index("ix_jobs_state_not_before", "state", "not_before"),
     sa.Index("ix_jobs_lock", "lock_key", "state"),
     sa.Index("ix_jobs_dedupe", "dedupe_key", "state"),
+)
+
+# The certificate each device last authenticated with, once verified (written with the decision log entry of an
+# accept): the enforcement planner places a connected device from it exactly as the hook did.
+device_certificates = sa.Table(
+    "device_certificates",
+    metadata,
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("issuer", sa.Text, nullable=False),
+    sa.Column("cert_kind", sa.String(16)),
+    sa.Column("mud_url", sa.Text),
+    sa.Column("not_after", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Each running FreeRADIUS (its hook) and the policy revision it holds: written at start and on a policy reload.
+radius_servers = sa.Table(
+    "radius_servers",
+    metadata,
+    sa.Column("server_id", sa.String(512), primary_key=True),  # hostname + hook.json path
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("policy_revision", sa.String(64)),
+    sa.Column("settings_file", sa.Text),
+    sa.Column("config_file", sa.Text),
+    sa.Column("loaded_at", UtcDateTime, nullable=False),
+    sa.Column("last_auth_at", UtcDateTime),
 )

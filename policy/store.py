@@ -18,6 +18,7 @@ from policy.model import (
     DeviceKey,
     DeviceRecord,
     LifecycleState,
+    VerifiedCertificate,
 )
 
 
@@ -65,9 +66,13 @@ class DeviceStore(Protocol):
         """Change the given fields (None = leave as is); raises ``DeviceNotFound``."""
 
     def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
-                        audit: AuditNote | None = None) -> None:
-        """Append to the log; with ``seen``, also record the device as seen, and with ``audit`` an audit entry for
-        ``entry.device_id`` (one transaction)."""
+                        audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen and ``seen`` (of anchor role ``kind``)
+        as its last verified certificate, and with ``audit`` an audit entry for ``entry.device_id`` (one
+        transaction)."""
+
+    def last_certificate(self, device_id: int) -> VerifiedCertificate | None:
+        """The certificate the device last authenticated with (verified and accepted), or None."""
 
     def bind_certificate(self, device_id: int, facts: CertificateFacts, now: datetime,
                          audit: AuditNote) -> DeviceRecord:

@@ -49,13 +49,17 @@ from policy.model import (
     LifecycleState,
     NetworkContext,
     Outcome,
+    RadiusServerRecord,
+    VerifiedCertificate,
 )
 from policy.sql_schema import (
     UtcDateTime,
     decision_log,
+    device_certificates,
     devices,
     lifecycle_events,
     metadata,
+    radius_servers,
     schema_version,
     trustport_meta,
 )
@@ -67,7 +71,10 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})  # made before trustport_meta
 # Tables added after registries were already in use: one that lacks only these is outdated, not corrupt, and
 # 'trustport db init' adds them. Every new table goes here.
-_ADDED_TABLES: Final = frozenset({"attestation_seen"})
+_ADDED_TABLES: Final = frozenset({"attestation_seen", "device_certificates", "radius_servers"})
+# Nullable columns added to existing tables later: a registry that lacks only these is outdated too, and
+# 'trustport db init' adds them (ALTER TABLE ... ADD COLUMN). Every new column of an existing table goes here.
+_ADDED_COLUMNS: Final[Mapping[str, frozenset[str]]] = {"decision_log": frozenset({"policy_revision"})}
 _SCHEMA_LOCK_KEY: Final = 0x7472_7573_7470  # PostgreSQL advisory lock id for schema creation ("trustp")
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_ALIASES: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
@@ -324,7 +331,7 @@ class SqlDeviceStore:
             if health.state not in creatable and not health.healthy:
                 raise StoreError(health.problem or f"registry {self.display_url} is {health.state.value}"
                                  ) from health.error
-            done = ("upgraded (tables added)" if health.state is RegistryState.OUTDATED
+            done = ("upgraded (tables/columns added)" if health.state is RegistryState.OUTDATED
                     else "created" if not health.healthy else "identity recorded")
             self._initialise()
             health = self.inspect(integrity=integrity)
@@ -361,6 +368,7 @@ class SqlDeviceStore:
             if tables and not (tables >= _LEGACY_TABLES or trustport_meta.name in tables):
                 raise StoreError(self._problem(RegistryState.FOREIGN, _foreign_tables(tables)))
             metadata.create_all(conn)
+            _add_columns(conn)
             found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one_or_none()
             if found is None:
                 conn.execute(
@@ -479,13 +487,18 @@ class SqlDeviceStore:
         missing = sorted(expected - tables)
         if not set(missing) <= _ADDED_TABLES:
             return self._unhealthy(RegistryState.CORRUPT, f"table(s) {', '.join(missing)} are missing")
-        if missing:  # tables a newer trustport added: 'db init' creates them next to the data
-            return self._unhealthy(RegistryState.OUTDATED, f"table(s) {', '.join(missing)} do not exist yet")
-        for name in sorted(expected):
+        outdated = [f"table(s) {', '.join(missing)} do not exist yet"] if missing else []
+        added_columns = []
+        for name in sorted(expected - set(missing)):
             present = {column["name"] for column in inspector.get_columns(name)}
             lacking = sorted(set(metadata.tables[name].columns.keys()) - present)
-            if lacking:
+            if not set(lacking) <= _ADDED_COLUMNS.get(name, frozenset()):
                 return self._unhealthy(RegistryState.CORRUPT, f"table {name} lacks column(s) {', '.join(lacking)}")
+            added_columns += [f"{name}.{column}" for column in lacking]
+        if added_columns:
+            outdated.append(f"column(s) {', '.join(added_columns)} do not exist yet")
+        if outdated:  # tables/columns a newer trustport added: 'db init' creates them next to the data
+            return self._unhealthy(RegistryState.OUTDATED, ", ".join(outdated))
         count = conn.execute(sa.select(sa.func.count()).select_from(devices)).scalar_one()
         if integrity and conn.dialect.name == "sqlite":
             result = [str(r) for r in conn.exec_driver_sql("PRAGMA quick_check(5)").scalars()]
@@ -797,9 +810,9 @@ class SqlDeviceStore:
             from_state=audit.state, to_state=audit.state, reason=audit.reason[:2000]))
 
     def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
-                        audit: AuditNote | None = None) -> None:
-        """Append to the log; with ``seen``, also record the device as seen, and with ``audit`` an audit entry,
-        in the same transaction."""
+                        audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
+        """Append to the log; with ``seen``, also record the device as seen and ``seen`` as its last verified
+        certificate (``kind``: its anchor role), and with ``audit`` an audit entry, in the same transaction."""
         _aware(entry.time, "entry.time")
         ctx = entry.context
         values = {
@@ -815,10 +828,12 @@ class SqlDeviceStore:
             "vlan": entry.vlan,
             "segment": entry.segment,
             "reasons": json.dumps(list(entry.reasons)),
+            "policy_revision": entry.policy_revision,
         }
         with self._transaction("appending to the decision log") as conn:
             if seen is not None and entry.device_id is not None:
                 self._seen(conn, entry.device_id, seen, entry.time)
+                self._remember_certificate(conn, entry.device_id, seen, kind, entry.time)
             if audit is not None and entry.device_id is not None:
                 self._audit(conn, entry.device_id, entry.time, audit)
             conn.execute(decision_log.insert().values(**values))
@@ -857,7 +872,72 @@ class SqlDeviceStore:
             vlan=m["vlan"],
             segment=m["segment"],
             reasons=reasons,
+            policy_revision=m["policy_revision"],
         )
+
+    # -- last verified certificate, running FreeRADIUS servers -------------------------------------------------
+
+    @staticmethod
+    def _upsert(conn: Connection, table: sa.Table, key: str, values: Mapping[str, Any]) -> None:
+        """Insert or replace one row by its primary key, atomically on both backends."""
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            pg = pg_insert(table).values(**values)
+            conn.execute(pg.on_conflict_do_update(index_elements=[key],
+                                                  set_={k: pg.excluded[k] for k in values if k != key}))
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            lite = sqlite_insert(table).values(**values)
+            conn.execute(lite.on_conflict_do_update(index_elements=[key],
+                                                    set_={k: lite.excluded[k] for k in values if k != key}))
+
+    def _remember_certificate(self, conn: Connection, device_id: int, facts: CertificateFacts,
+                              kind: CertKind | None, now: datetime) -> None:
+        self._upsert(conn, device_certificates, "device_id", {
+            "device_id": device_id, "subject": facts.subject, "issuer": facts.issuer,
+            "cert_kind": kind.value if kind is not None else None, "mud_url": facts.mud_url,
+            "not_after": facts.not_after, "updated_at": now})
+
+    def last_certificate(self, device_id: int) -> VerifiedCertificate | None:
+        """The certificate ``device_id`` last authenticated with (verified, accepted), or None."""
+        with self._transaction(f"reading the last certificate of device id {device_id}") as conn:
+            row = conn.execute(sa.select(device_certificates)
+                               .where(device_certificates.c.device_id == device_id)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        try:
+            kind = CertKind(m["cert_kind"]) if m["cert_kind"] else None
+        except ValueError as e:
+            raise StoreError(f"device_certificates row {device_id} in {self.display_url} is malformed ({e}); "
+                             "delete the row (it is rewritten at the next authentication)") from e
+        return VerifiedCertificate(device_id, m["subject"], m["issuer"], kind, m["mud_url"], m["not_after"],
+                                   m["updated_at"])
+
+    def record_radius_server(self, server: RadiusServerRecord) -> None:
+        """A FreeRADIUS hook (re)loaded its policy: remember which revision it holds."""
+        _aware(server.loaded_at, "loaded_at")
+        values: dict[str, Any] = {
+            "server_id": server.server_id[:512], "pid": server.pid, "policy_revision": server.policy_revision,
+            "settings_file": server.settings_file, "config_file": server.config_file, "loaded_at": server.loaded_at}
+        if server.last_auth_at is not None:  # a reload keeps the last authentication time already recorded
+            values["last_auth_at"] = server.last_auth_at
+        with self._transaction("recording the running FreeRADIUS") as conn:
+            self._upsert(conn, radius_servers, "server_id", values)
+
+    def touch_radius_server(self, server_id: str, now: datetime) -> None:
+        """Note that the server authenticated someone (the hook calls this at most once a minute)."""
+        with self._transaction("recording the last authentication time") as conn:
+            conn.execute(radius_servers.update().where(radius_servers.c.server_id == server_id[:512])
+                         .values(last_auth_at=now))
+
+    def radius_servers(self) -> Sequence[RadiusServerRecord]:
+        with self._transaction("reading the running FreeRADIUS servers") as conn:
+            rows = conn.execute(sa.select(radius_servers).order_by(radius_servers.c.server_id)).all()
+        return [RadiusServerRecord(r.server_id, r.pid, r.policy_revision, r.loaded_at, r.last_auth_at,
+                                   r.settings_file, r.config_file) for r in rows]
 
     def ping(self) -> None:
         """Round trip to the database (``SELECT 1``) after the registry check; raises ``StoreError`` when it is
@@ -867,6 +947,18 @@ class SqlDeviceStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _add_columns(conn: Connection) -> None:
+    """ALTER TABLE ... ADD COLUMN for the ``_ADDED_COLUMNS`` an existing registry lacks (nullable, no data touched)."""
+    inspector = sa.inspect(conn)
+    for name, columns in sorted(_ADDED_COLUMNS.items()):
+        present = {column["name"] for column in inspector.get_columns(name)}
+        table = metadata.tables[name]
+        for column in sorted(columns - present):
+            kind = table.c[column].type.compile(dialect=conn.dialect)
+            preparer = conn.dialect.identifier_preparer
+            conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(name)} ADD COLUMN {preparer.quote(column)} {kind}")
 
 
 def _sqlite_header_problem(head: bytes, size: int, ours: bool) -> tuple[RegistryState, str] | None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policy.errors import StoreError
-from policy.model import Decision, NetworkContext, Outcome
+from policy.model import Decision, NetworkContext, Outcome, RadiusServerRecord
 from policy.sessions_sql import ACCT_KINDS
 from policy.text import safe_text
 from radius_hooks.attributes import (
@@ -32,6 +35,28 @@ from radius_hooks.settings import HookSettings
 
 ReplyPairs = tuple[tuple[str, str, str], ...]
 DEDUP_SECONDS = 30.0
+RELOAD_CHECK_SECONDS = 1.0  # how often the auth path stats the YAML config (and policy file) for a change
+TOUCH_SECONDS = 60.0  # how often radius_servers.last_auth_at is written (never on every authentication)
+
+_Stamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def _stamp(paths: tuple[Path, ...]) -> _Stamp:
+    """(path, inode, size, mtime) of each watched file; None for one that cannot be read."""
+    out: list[tuple[str, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _with_config_file(settings: HookSettings, path: Path) -> HookSettings:
+    """The settings, remembering the YAML they came from (so a later reload reads the same file)."""
+    return settings.model_copy(update={"config_file": path})
 
 
 class RadiusdModule(Protocol):
@@ -114,6 +139,16 @@ class Hook:
         self._decided: dict[tuple[str, str], float] = {}  # (cert serial, MAC) -> monotonic time of our reject
         # (cert serial, MAC) -> (monotonic time, device id, decision) of our accept, for post_auth's session record
         self._accepted: dict[tuple[str, str], tuple[float, int | None, Decision]] = {}
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._settings_path: Path | None = None
+        self._config_file: Path | None = None  # the YAML the policy comes from (hook.json's config_file)
+        self._watched: tuple[Path, ...] = ()
+        self._stamp: _Stamp = ()
+        self._next_check = 0.0
+        self._failed_stamp: _Stamp | None = None  # a broken edit already reported (logged once)
+        self._next_touch = 0.0
+        self._reload_lock = threading.Lock()
+        self.loaded_at: datetime | None = None
 
     def log(self, level: int, message: str) -> None:
         """One radiusd log line; serials, subjects, MACs and User-Names in ``message`` are shown escaped."""
@@ -132,12 +167,24 @@ class Hook:
             if not path:
                 raise ValueError("python3 module config lacks 'settings = \"/path/hook.json\"'")
             settings = HookSettings.load(Path(path))
+            self._settings_path = Path(path).resolve()
+            config_file = getattr(settings, "config_file", None)
+            self._config_file = Path(config_file) if config_file else None
             self.authorizer = Authorizer.from_settings(settings)
             for message in self.authorizer.trust.errors:
                 self.log(self.radiusd.L_WARN, message)
             self.log(self.radiusd.L_INFO, f"loaded {len(self.authorizer.trust.anchors)} trust anchor CA(s), "
                                           f"{len(self.authorizer.trust.crls)} CRL(s)")
             self._log_registry_health(self.authorizer)
+            self.loaded_at = self.clock()
+            if self._config_file is None:
+                self.log(self.radiusd.L_WARN, f"{path} does not name the trustport config file: the policy is the "
+                                              "one rendered into it; re-render to have policy edits picked up")
+            else:
+                self._watched = (self._config_file,)
+                self._reload()  # the YAML on disk is the policy, whatever was rendered into hook.json
+            self.log(self.radiusd.L_INFO, f"policy revision {self.authorizer.policy_revision}")
+            self._record_server()
             return 0
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
@@ -158,6 +205,94 @@ class Hook:
                                          f"fixed: {type(exc).__name__}: {exc}")
         else:
             self.log(self.radiusd.L_INFO, f"registry {getattr(authorizer.store, 'display_url', '?')} is healthy")
+
+    # -- one policy at run time --------------------------------------------------------------------------------
+
+    def server_id(self) -> str:
+        return f"{socket.gethostname()}:{self._settings_path or '?'}"
+
+    def _record_server(self) -> None:
+        """Say in the registry which policy revision this radiusd holds (at start and on reload; best effort)."""
+        authorizer = self.authorizer
+        record = getattr(authorizer.store, "record_radius_server", None) if authorizer is not None else None
+        if authorizer is None or not callable(record) or self.loaded_at is None:
+            return
+        try:
+            record(RadiusServerRecord(self.server_id(), os.getpid(), authorizer.policy_revision, self.loaded_at,
+                                      settings_file=str(self._settings_path) if self._settings_path else None,
+                                      config_file=str(self._config_file) if self._config_file else None))
+        except Exception as exc:
+            self.log(self.radiusd.L_WARN, f"cannot record this server's policy revision in the registry "
+                                          f"('trustport radius status' will not show it): {type(exc).__name__}: {exc}")
+
+    def _touch_server(self) -> None:
+        now_m = self.monotonic()
+        if now_m < self._next_touch or self.authorizer is None:
+            return
+        self._next_touch = now_m + TOUCH_SECONDS
+        touch = getattr(self.authorizer.store, "touch_radius_server", None)
+        if callable(touch):
+            with contextlib.suppress(Exception):  # bookkeeping: never affects the authentication
+                touch(self.server_id(), self.clock())
+
+    def check_policy(self) -> None:
+        """At most once per second: stat the YAML config (and its policy_file); reload when either changed. Only
+        one thread checks; the others go on with the policy they have."""
+        if self._config_file is None or self.monotonic() < self._next_check:
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_check = self.monotonic() + RELOAD_CHECK_SECONDS
+            if _stamp(self._watched) != self._stamp:
+                self._reload()
+        finally:
+            self._reload_lock.release()
+
+    def _reload(self) -> None:
+        """Re-read the policy through the loader ``trustport decide`` and the worker use. A config that does not
+        load or validate keeps the policy in force (a validated one) and is reported once; never fails open."""
+        assert self._config_file is not None
+        assert self.authorizer is not None
+        path = self._config_file
+        stamp = _stamp(self._watched)
+        old = self.authorizer
+        try:
+            from trustport.config import load_config  # the app's loader: only imported when there is a YAML
+
+            config = load_config(path)
+            settings = config.hook_settings()
+            if getattr(settings, "config_file", None) is None:
+                settings = _with_config_file(settings, path)
+            watched = (path, *((config.path(config.policy_file),) if config.policy_file is not None else ()))
+            same_db = settings.database_url == old.settings.database_url
+            new = Authorizer.from_settings(settings, store=old.store if same_db else None)
+        except Exception as exc:
+            self._stamp = stamp
+            if self._failed_stamp != stamp:
+                self._failed_stamp = stamp
+                self.log(self.radiusd.L_ERR, f"policy reload from {path} failed; keeping policy revision "
+                                             f"{old.policy_revision}: {type(exc).__name__}: {exc}")
+            return
+        self._failed_stamp = None
+        self._watched = watched
+        self._stamp = _stamp(watched) if watched != (path,) else stamp
+        if new.policy_revision == old.policy_revision and same_db and self.loaded_at is not None \
+                and new.settings == old.settings:
+            return  # touched, not changed
+        self.authorizer = new
+        if not same_db:
+            with contextlib.suppress(Exception):
+                old.store.close()
+        self.loaded_at = self.clock()
+        for message in new.trust.errors:
+            self.log(self.radiusd.L_WARN, message)
+        if old.policy_revision != new.policy_revision:
+            self.log(self.radiusd.L_INFO, f"policy reloaded from {path}: revision {old.policy_revision} -> "
+                                          f"{new.policy_revision}")
+        else:
+            self.log(self.radiusd.L_INFO, f"settings reloaded from {path} (policy revision {new.policy_revision})")
+        self._record_server()
 
     def authorize(self, p: Any) -> int:
         """Called on every EAP round: certificates are not visible yet, so nothing to decide."""
@@ -180,6 +315,10 @@ class Hook:
         if self.authorizer is None:
             self.log(self.radiusd.L_ERR, f"reject: hook not initialised ({self.startup_error})")
             return self.radiusd.RLM_MODULE_REJECT
+        try:
+            self.check_policy()
+        except Exception as exc:  # the policy in force stays: it is a validated one
+            self.log(self.radiusd.L_ERR, f"policy change check failed: {type(exc).__name__}: {exc}")
         pairs = request_pairs(p)
         context = network_context(pairs)
         now = self.clock()
@@ -192,6 +331,7 @@ class Hook:
             self._remember_reject(_serial_of(pairs), context)  # post_auth must not log it again as a TLS failure
             return self.radiusd.RLM_MODULE_REJECT
         result = self.authorizer.authorize(facts, context, now)
+        self._touch_server()
         decision = result.decision
         self.log(self.radiusd.L_AUTH, f"{decision.outcome.value} {device_label(facts)} "
                                       f"mac={context.calling_station_id} vlan={decision.vlan}: "

@@ -1,5 +1,7 @@
 """Validation + registry lookup + policy decision + recording: the one path shared by the RADIUS hook and
-``trustport decide``. No network I/O except the registry database (short timeouts, fail closed)."""
+``trustport decide``; ``PlacementService`` also serves the enforcement planner, so all three build the same
+``PlacementInput`` and call the same ``policy.decide.place``. No network I/O except the registry database (short
+timeouts, fail closed)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from policy.attestation import AttestationStanding
 from policy.certificates import BINDING, check_binding, find_anchor, validate_certificate
-from policy.decide import decide
+from policy.decide import place
 from policy.model import (
     AuditNote,
     CertificateFacts,
     CertificateVerdict,
+    CertKind,
     Check,
     Decision,
     DecisionLogEntry,
@@ -22,7 +26,10 @@ from policy.model import (
     DeviceRecord,
     NetworkContext,
     Outcome,
+    PlacementInput,
 )
+from policy.mud import MudHint
+from policy.revision import revision_of
 from policy.sessions_sql import SqlSessionStore
 from policy.store import DeviceStore
 from radius_hooks.attestation_gate import AttestationGate
@@ -70,6 +77,84 @@ class DenyList:
         return self._index.get((issuer, cert_serial.lower()))
 
 
+def attestation_gate(settings: HookSettings, store: Any) -> AttestationGate | None:
+    """The attestation gate of these settings over ``store`` (a SqlDeviceStore), or None when not configured."""
+    # also without attestation placement: a rule may still match on `attestation:`
+    if settings.attestation is None:
+        return None
+    from policy.attestation_sql import SqlAttestationStore
+
+    return AttestationGate(settings.attestation, SqlAttestationStore(store))
+
+
+def mud_lookup(settings: HookSettings) -> MudLookup | None:
+    if settings.mud is None:
+        return None
+    return MudLookup(settings.mud.directory, load_signers(settings.mud.signers), settings.mud.require_signature,
+                     settings.mud.refresh_seconds)
+
+
+def registry_facts(device: DeviceRecord) -> CertificateFacts:
+    """What the registry alone knows of a device's certificate (no verified certificate recorded yet)."""
+    return CertificateFacts(source="registry", subject="", issuer=device.key.issuer,
+                            cert_serial=device.cert_serial or "", device_serial=device.key.serial_number,
+                            mud_url=device.mud_url)
+
+
+class PlacementService:
+    """Builds the one ``PlacementInput`` from what a path knows and places it with the one ``place``.
+
+    The hook and ``trustport decide`` know the certificate presented now; the enforcement planner knows the
+    device's last verified certificate (``device_certificates``, written at accept time). Both look the MUD hint
+    up from the certificate's MUD URL (else the registry's) and the attestation standing through the same gate."""
+
+    def __init__(self, settings: HookSettings, store: DeviceStore, attestation: AttestationGate | None = None,
+                 mud: MudLookup | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.attestation = attestation
+        self.mud = mud
+        self.revision = revision_of(settings)
+
+    def mud_hint(self, facts: CertificateFacts | None, device: DeviceRecord | None, verdict: CertificateVerdict,
+                 now: datetime) -> MudHint | None:
+        mud_url = (facts.mud_url if facts is not None else None) or (device.mud_url if device is not None else None)
+        if self.mud is None or not mud_url or not verdict.valid:
+            return None
+        return self.mud.hint(mud_url, now).hint
+
+    def for_authentication(self, facts: CertificateFacts, verdict: CertificateVerdict, device: DeviceRecord | None,
+                           context: NetworkContext | None, now: datetime,
+                           attestation: AttestationStanding | None = None) -> PlacementInput:
+        standing = attestation
+        if standing is None and self.attestation is not None and device is not None and verdict.valid:
+            standing = self.attestation.standing(device, facts, now)
+        return PlacementInput(verdict, device, facts, context, standing, self.mud_hint(facts, device, verdict, now))
+
+    def for_session(self, device: DeviceRecord, context: NetworkContext, now: datetime) -> PlacementInput:
+        """A connected device, from its last verified certificate; the certificate itself is re-validated when it
+        re-authenticates, but one that has expired since is treated as invalid here as it will be there."""
+        last = self.store.last_certificate(device.id)
+        facts = registry_facts(device)
+        kind = device.cert_kind
+        if last is not None:
+            facts = CertificateFacts(source="registry", subject=last.subject, issuer=last.issuer,
+                                     cert_serial=device.cert_serial or "", device_serial=device.key.serial_number,
+                                     not_after=last.not_after, mud_url=last.mud_url or device.mud_url)
+            kind = last.cert_kind or kind
+        if facts.not_after is not None and facts.not_after <= now:
+            verdict = CertificateVerdict(False, kind, None, (Check(
+                "validity", False, f"the certificate last presented expired at {facts.not_after.isoformat()}"),))
+        else:
+            verdict = CertificateVerdict(True, kind, None, (Check(
+                "certificate", None, "last verified at authentication; re-checked at the next one"),))
+        standing = self.attestation.standing(device, facts, now) if self.attestation is not None else None
+        return PlacementInput(verdict, device, facts, context, standing, self.mud_hint(facts, device, verdict, now))
+
+    def place(self, inputs: PlacementInput) -> Decision:
+        return place(inputs, self.settings.rules)
+
+
 class Authorizer:
     def __init__(self, settings: HookSettings, store: DeviceStore, trust: TrustMaterial,
                  attestation: AttestationGate | None = None,
@@ -84,24 +169,24 @@ class Authorizer:
         self.deny_list = deny_list
         self.sessions = sessions
         self.mud = mud
+        self.placement = PlacementService(settings, store, attestation, mud)
+
+    @property
+    def policy_revision(self) -> str:
+        return self.placement.revision
 
     @classmethod
-    def from_settings(cls, settings: HookSettings) -> Authorizer:
-        from policy.attestation_sql import SqlAttestationStore
+    def from_settings(cls, settings: HookSettings, store: Any = None) -> Authorizer:
+        """Everything these settings describe; ``store`` (a SqlDeviceStore) is reused when given (a policy reload
+        on the same registry), else opened from ``settings.database_url``."""
         from policy.lifecycle_sql import SqlLifecycleStore
         from policy.store_sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
 
         trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
-        store = SqlDeviceStore(settings.database_url)
-        gate = None
-        if settings.attestation is not None and settings.rules.attestation is not None:
-            gate = AttestationGate(settings.attestation, SqlAttestationStore(store))
-        mud = None
-        if settings.mud is not None:
-            mud = MudLookup(settings.mud.directory, load_signers(settings.mud.signers), settings.mud.require_signature,
-                            settings.mud.refresh_seconds)
-        return cls(settings, store, trust, gate, deny_list=DenyList(SqlLifecycleStore(store).denied_index).reason,
-                   sessions=SqlSessionStore(store), mud=mud)
+        store = store if store is not None else SqlDeviceStore(settings.database_url)
+        return cls(settings, store, trust, attestation_gate(settings, store),
+                   deny_list=DenyList(SqlLifecycleStore(store).denied_index).reason,
+                   sessions=SqlSessionStore(store), mud=mud_lookup(settings))
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
                  attestation: AttestationStanding | None = None, context: NetworkContext | None = None) -> AuthResult:
@@ -118,13 +203,8 @@ class Authorizer:
         binding = check_binding(facts, device, anchor.role if anchor is not None else None)
         verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
                                        self.settings.revocation, (*extra_checks, binding))
-        standing = attestation
-        if standing is None and self.attestation is not None and device is not None and verdict.valid:
-            standing = self.attestation.standing(device, facts, now)
-        mud_url = facts.mud_url or (device.mud_url if device is not None else None)
-        hint = self.mud.hint(mud_url, now).hint if self.mud is not None and mud_url and verdict.valid else None
-        decision = decide(verdict, device, self.settings.rules, standing, facts=facts, context=context, mud=hint)
-        return AuthResult(facts, verdict, device, decision, standing)
+        inputs = self.placement.for_authentication(facts, verdict, device, context, now, attestation)
+        return AuthResult(facts, verdict, device, self.placement.place(inputs), inputs.attestation)
 
     def authorize(self, facts: CertificateFacts, context: NetworkContext, now: datetime) -> AuthResult:
         """Decide and record: pending registration, last seen (and first-use binding), the decision log entry
@@ -136,6 +216,7 @@ class Authorizer:
         binding = next((c for c in result.verdict.checks if c.name == BINDING), None)
         if result.decision.register_pending and key is not None and result.verdict.kind is not None:
             device = self.store.register_pending(key, facts, result.verdict.kind, now)
+            seen = facts if result.decision.outcome is not Outcome.REJECT else None  # its verified certificate
         elif device is not None and result.decision.outcome is not Outcome.REJECT:
             seen = facts
             if device.cert_serial is None:
@@ -144,12 +225,17 @@ class Authorizer:
         if device is not None and binding is not None and binding.ok is False:
             audit = AuditNote("radius", "certificate-mismatch", device.state.value,
                               f"{binding.detail}; from {context.calling_station_id} via NAS {context.nas_ip}")
-        self.record(now, device.id if device else None, device_label(facts), context, result.decision, seen, audit)
+        self.record(now, device.id if device else None, device_label(facts), context, result.decision, seen, audit,
+                    kind=result.verdict.kind)
         return AuthResult(result.facts, result.verdict, device, result.decision, result.attestation)
 
     def record(self, now: datetime, device_id: int | None, label: str, context: NetworkContext,
-               decision: Decision, seen: CertificateFacts | None = None, audit: AuditNote | None = None) -> None:
+               decision: Decision, seen: CertificateFacts | None = None, audit: AuditNote | None = None,
+               *, kind: CertKind | None = None) -> None:
+        """The decision log entry (with the policy revision that decided); with ``seen``, the device's last
+        verified certificate too, in the same transaction."""
         self.store.append_decision(DecisionLogEntry(
             time=now, device_id=device_id, device=label, context=context, outcome=decision.outcome,
             vlan=decision.vlan, segment=decision.segment, reasons=decision.reasons,
-        ), seen=seen, audit=audit)
+            policy_revision=self.policy_revision,
+        ), seen=seen, audit=audit, kind=kind)

@@ -17,7 +17,12 @@ def now():  # type: ignore[no-untyped-def]
     return NOW
 
 
+KINDS = ("unit", "contract", "integration")  # tests/<kind>/...: the marker comes from the directory
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in Path(str(item.fspath)).parts:
-            item.add_marker(pytest.mark.integration)
+        parts = Path(str(item.fspath)).parts
+        for kind in KINDS:
+            if kind in parts:
+                item.add_marker(getattr(pytest.mark, kind))

@@ -16,10 +16,10 @@ from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
 from policy.sessions_sql import SqlSessionStore
 from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
-from tests.fakes.coa_nas import CoaNas
-from tests.fakes.fake_cli import FakeCliServer, PortState
 from tests.pki_fixtures import DevicePki
 from trustport.config import TrustportConfig, load_config
+from trustport_lab.fakes.coa_nas import CoaNas
+from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 
 SWITCH_PASSWORD = "fake-pass-123"
 ENABLE_SECRET = "fake-enable-456"

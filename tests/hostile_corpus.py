@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from trustport.pki import NO_EXPIRY, Issued, issue_device, make_ca
+from trustport_lab.pki import NO_EXPIRY, Issued, issue_device, make_ca
 
 CASE_NAMES = (
     "lookalike-ca",

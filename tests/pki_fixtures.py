@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from trustport.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
+from trustport_lab.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # the CLI reads the real clock
 

@@ -24,7 +24,7 @@ from policy.model import CertificateFacts, Check
 from policy.x509facts import facts_from_certificate
 from radius_hooks.trust import TrustMaterial
 
-MAX_INTERMEDIATES = 1  # FreeRADIUS verify_depth = 1 (freeradius-config/mods-enabled/eap)
+MAX_INTERMEDIATES = 1  # FreeRADIUS verify_depth = 1 (trustport/freeradius/templates/mods-enabled/eap)
 
 
 def _verifier(roots: list[x509.Certificate], at: datetime) -> ClientVerifier:

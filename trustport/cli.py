@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from trustport import cli_commands, cli_db
+from trustport import cli_commands, cli_db, cli_radius_status
 from trustport.cli_base import TrustportGroup, install_safe_logging
 
 
@@ -16,6 +16,7 @@ def cli() -> None:
 
 cli_commands.register(cli)
 cli.add_command(cli_db.db_group)
+cli_commands.radius_group.add_command(cli_radius_status.status_command)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from policy.decide import SegmentRules
 from policy.dn import DnError, canonical_dn, canonical_serial
 from policy.errors import CertificateError, IdentityError, TrustportError
 from policy.lifecycle import ACTIONS, Action
@@ -56,9 +57,14 @@ def policy_group() -> None:
 @policy_group.command("check")
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--explain", is_flag=True, help="print the effective rule table (VLAN per site, Filter-Id)")
 @config_option
-def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
-    """Validate a policy file (segments, sites, rules), or the policy in the config; exit 1 on problems."""
+def policy_check(file: Path | None, as_json: bool, explain: bool, config_file: Path) -> None:
+    """Validate a policy file (segments, sites, rules), or the policy in the config; exit 1 on problems.
+
+    Lists the rules that admit unregistered devices (their ``state:`` names unknown or pending)."""
+    from policy.policy_doc import document_from_rules
+    from radius_hooks.settings import policy_revision
     from trustport.config import check_policy_file
 
     if file is not None:
@@ -66,21 +72,86 @@ def policy_check(file: Path | None, as_json: bool, config_file: Path) -> None:
     else:
         config, problems = check_config(config_file)
         rules = config.segment_rules() if config is not None and not problems else None
+    revision = policy_revision(document_from_rules(rules)) if rules is not None and not problems else None
+    admitting = [r.name for r in rules.rules if r.admits_unregistered()] if rules is not None else []
     if as_json:
         cli_base.emit_json({"ok": not problems, "problems": [{"location": p.location, "message": p.message}
                                                            for p in problems],
-                          "rules": [r.name for r in rules.rules] if rules else []})
+                          "rules": [r.name for r in rules.rules] if rules else [],
+                          "admit_unregistered": admitting, "policy_revision": revision,
+                          **({"table": _rule_table(rules)} if explain and rules is not None and not problems
+                             else {})})
     elif problems:
         for problem in problems:
             cli_base.echo_safe(problem)
+        cli_base.echo_safe(f"{len(problems)} problem(s) found")
     else:
         assert rules is not None
-        click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s)")
-        click.echo(cli_base.table(("#", "rule", "match", "then"), [
-            (i + 1, r.name, "; ".join(f"{c.field}={'|'.join(c.patterns)}" for c in r.conditions),
-             "reject" if r.reject else f"segment {r.segment}") for i, r in enumerate(rules.rules)]))
+        click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s); "
+                   f"policy revision {revision}")
+        if explain:
+            _explain(rules)
+        else:
+            click.echo(cli_base.table(("#", "rule", "match", "then"), [
+                (i + 1, r.name, "; ".join(f"{c.field}={'|'.join(c.patterns)}" for c in r.conditions),
+                 "reject" if r.reject else f"segment {r.segment}") for i, r in enumerate(rules.rules)]))
+        if admitting:
+            cli_base.echo_safe("rules that admit unregistered devices (state: unknown/pending): "
+                               + ", ".join(admitting))
+        else:
+            click.echo("no rule admits unregistered devices: unknown and pending devices go to quarantine")
     if problems:
         sys.exit(1)
+
+
+def _vlans(rules: SegmentRules, segment: str) -> str:
+    per_site = rules.site_vlans.get(segment, {})
+    return "; ".join([str(rules.segments[segment]), *(f"{site}={vlan}" for site, vlan in sorted(per_site.items()))])
+
+
+def _rule_table(rules: SegmentRules) -> list[dict[str, Any]]:
+    """The effective rules in order, each with what it does: segment, VLAN (per site) and Filter-Id."""
+    rows = []
+    for i, r in enumerate(rules.rules):
+        segment = r.segment
+        rows.append({
+            "order": i + 1, "name": r.name, "match": {c.field: list(c.patterns) for c in r.conditions},
+            "action": "reject" if r.reject else "segment", "segment": segment,
+            "vlan": None if segment is None else rules.segments[segment],
+            "site_vlans": {} if segment is None else dict(rules.site_vlans.get(segment, {})),
+            "filter_id": None if segment is None else (r.filter_id or rules.filters.get(segment)),
+            "admits_unregistered": r.admits_unregistered(),
+        })
+    return rows
+
+
+def _explain(rules: SegmentRules) -> None:
+    rows = []
+    for row in _rule_table(rules):
+        match = "; ".join(f"{k}={'|'.join(v)}" for k, v in row["match"].items())
+        then = "reject" if row["action"] == "reject" else f"segment {row['segment']}"
+        vlan = "-" if row["segment"] is None else _vlans(rules, row["segment"])
+        rows.append((row["order"], row["name"], match, then, vlan, row["filter_id"] or "-",
+                     "yes" if row["admits_unregistered"] else ""))
+    click.echo(cli_base.table(("#", "rule", "match", "then", "VLAN (site=VLAN)", "Filter-Id", "unregistered"),
+                              rows))
+    fallbacks = [("quarantine", rules.quarantine_segment), ("default", rules.default_segment),
+                 ("onboarding", rules.onboarding_segment)]
+    click.echo("\nwithout a matching rule:")
+    for label, segment in fallbacks:
+        if segment is None:
+            target = "quarantine" if label == "onboarding" else "-"
+            cli_base.echo_safe(f"  {label:<11} (not set{': ' + target if target != '-' else ''})")
+        else:
+            cli_base.echo_safe(f"  {label:<11} segment {segment}, VLAN {_vlans(rules, segment)}, "
+                               f"Filter-Id {rules.filters.get(segment, '-')}")
+    att = rules.attestation
+    if att is None:
+        click.echo("attestation placement: not configured (attestation results never change placement)")
+    else:
+        cli_base.echo_safe(f"attestation placement: warning -> {att.warning_segment}, contraindicated -> "
+                           f"{rules.quarantine_segment}, missing (LDevID) -> {att.missing_ldevid_segment}, "
+                           f"missing (IDevID) -> {att.missing_idevid_segment}")
 
 
 @click.group("radius")
@@ -297,14 +368,15 @@ def _transition(action: Action) -> None:
     @config_option
     def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
                 config_file: Path) -> None:
-        from trustport.lifecycle import LifecycleService
+        from trustport.lifecycle import LifecycleService, resolve_devices
 
         config = load_config(config_file, check_files=False)
         store = SqlDeviceStore(config.database_url())
         results, errors = [], []
         try:
             service = LifecycleService(config, store)
-            records = [resolve_device(store, ref) for ref in devices]
+            service.check_segment(segment)  # before anything is looked up or written
+            records = resolve_devices(store, devices)  # all of them first; each device once, in order named
             with click.progressbar(records, label=f"{action.name} {len(records)} devices", file=sys.stderr,
                                    show_pos=True) if len(records) > 1 and not as_json else _nullbar(records) as bar:
                 for record in bar:
@@ -315,10 +387,12 @@ def _transition(action: Action) -> None:
                         errors.append(str(exc))
         finally:
             store.close()
+        note = next((r.enforcement_note for r in results if r.enforcement_note), None)
         if as_json:
             cli_base.emit_json({"changed": [{"device": r.after, "from": r.before.state, "denied": r.denied,
                                            "jobs": [q.job.id for q in r.queued if q.job is not None]}
-                                          for r in results], "errors": errors})
+                                          for r in results], "errors": errors,
+                                "enforcement": note})
         else:
             for r in results:
                 cli_base.echo_safe(f"device #{r.after.id} {r.after.key.serial_number}: {r.before.state.value} -> "
@@ -332,6 +406,8 @@ def _transition(action: Action) -> None:
                         plan = ", ".join(f"{s.kind.value} {s.target}" for s in q.job.plan.steps)
                         cli_base.echo_safe(f"  {where}: job #{q.job.id} queued -> VLAN {q.decision.vlan} via {plan}"
                                            + ("" if q.created else " (already queued)"))
+            if note:
+                cli_base.echo_safe(f"note: {note}", err=True)
             for error in errors:
                 cli_base.echo_safe(f"error: {error}", err=True)
         if errors:
@@ -357,8 +433,12 @@ for _action in ACTIONS.values():
 @click.option("--workdir", type=click.Path(path_type=Path), help="keep the lab's files here (default: temporary)")
 def lab_command(workdir: Path | None) -> None:
     """Run the demo lab: real FreeRADIUS + eapol_test, one client per scenario, and print what each got."""
-    from trustport.lab import run_lab
-    from trustport.lab_enforce import format_story
+    try:
+        from trustport_lab.enforce import format_story
+        from trustport_lab.lab import run_lab
+    except ModuleNotFoundError as exc:  # the lab's simulators need the lab extra (asyncssh, httpx)
+        raise click.ClickException(f"trustport lab needs the lab extra ({exc.name} is not installed): "
+                                   "pip install 'trustport[lab]'") from exc
 
     rows, story = run_lab(workdir, echo=click.echo)
     if story:

@@ -125,7 +125,7 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
                                 "registry_id": device.id if device else None,
                                 "state": device.state if device else None},
                             "context": context, "checks": judged.checks, "decision": decision,
-                            "attestation": attestation})
+                            "attestation": attestation, "policy_revision": authorizer.policy_revision})
         return
     if facts is not None:
         kind = result.verdict.kind if result is not None else None
@@ -143,5 +143,6 @@ def decide_command(cert_file: Path, chain_file: Path | None, nas_ip: str | None,
     click.echo(f"decision: {decision.outcome.value.upper()}{vlan}"
                + (f" Filter-Id {safe_text(decision.filter_id)}" if decision.filter_id else ""))
     click.echo(f"rule:     {safe_text(decision.rule or '(none matched: lifecycle default)')}")
+    click.echo(f"policy:   revision {authorizer.policy_revision}")
     for reason in decision.reasons:
         click.echo(f"  - {safe_text(reason)}")

@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import core_schema
 
@@ -22,13 +21,16 @@ from policy.certificates import RevocationPolicy
 from policy.decide import AttestationRules, SegmentRules
 from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
-from policy.policy_doc import build_segment_rules, check_segments
+from policy.policy_doc import policy_problems
 from policy.rules import RuleError
 from radius_hooks.attestation_gate import AttestationSettings
 from radius_hooks.settings import AnchorFile, HookSettings, MudSettings
+from trustport import safe_yaml
 from trustport.mud_config import MudConfig
 
-MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_BYTES = safe_yaml.MAX_BYTES
+MAX_SECRET_BYTES = 64 * 1024
+MAX_PEM_BYTES = 1 << 20
 
 
 class Secret:
@@ -77,9 +79,11 @@ def _resolve_secret(value: Any, base: Path) -> Secret:
     if isinstance(value, dict) and set(value) == {"file"}:
         path = base / str(value["file"])
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            text = safe_yaml.read_regular_file(path, MAX_SECRET_BYTES, "secret file").decode("utf-8").strip()
         except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+            raise ValueError(str(exc.strerror or exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"secret file {path} is not UTF-8 text") from exc
         if not text:
             raise ValueError(f"secret file {path} is empty")
         return Secret(text)
@@ -123,6 +127,11 @@ class RadiusSettings(_Model):
     server_key_password: Secret | None = None
     clients: list[RadiusClient] = Field(min_length=1)
 
+    @field_validator("clients")
+    @classmethod
+    def _client_names(cls, value: list[RadiusClient]) -> list[RadiusClient]:
+        return _unique(value, ("radius", "clients"), "RADIUS client")
+
     @field_validator("listen_address")
     @classmethod
     def _listen(cls, value: str) -> str:
@@ -154,7 +163,8 @@ class PolicySettings(_Model):
     quarantine_segment: str = "quarantine"
     default_segment: str | None = None
     onboarding_segment: str | None = None
-    rules: list[dict[str, Any]] = Field(default_factory=list)  # see policy/policy_doc.py and docs/policy.md
+    # each rule is checked by policy.rules.check_rule (shared with the hook): see docs/policy.md
+    rules: list[Any] = Field(default_factory=list)
 
 
 class DatabaseSettings(_Model):
@@ -179,15 +189,57 @@ class VerifierKeySettings(_Model):
     file: Path
 
 
+class AttestationPlacement(_Model):
+    """Where attestation moves a device: the explicit opt-in (without it, attestation never changes placement)."""
+
+    warning_segment: str
+    missing_ldevid_segment: str
+    missing_idevid_segment: str | None = None  # default: the quarantine segment
+
+
 class AttestationConfig(_Model):
-    """Attestation results (EAR) from a verifier such as Veraison; see docs/attestation.md."""
+    """Attestation results (EAR) from a verifier such as Veraison; see docs/attestation.md.
+
+    ``verifier_keys``/``max_age_seconds``/``leeway_seconds`` say how results are read (the REST API needs them).
+    Placement changes only with ``placement:`` — or, as before, ``warning_segment`` + ``missing_ldevid_segment``
+    given directly here, which is the same explicit setting."""
 
     verifier_keys: list[VerifierKeySettings] = Field(min_length=1)
     max_age_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
     leeway_seconds: int = Field(default=30, ge=0, le=600)
-    warning_segment: str
-    missing_ldevid_segment: str
+    placement: AttestationPlacement | None = None
+    warning_segment: str | None = None
+    missing_ldevid_segment: str | None = None
     missing_idevid_segment: str | None = None  # default: the quarantine segment
+
+    @field_validator("verifier_keys")
+    @classmethod
+    def _key_names(cls, value: list[VerifierKeySettings]) -> list[VerifierKeySettings]:
+        return _unique(value, ("attestation", "verifier_keys"), "verifier key")
+
+    @model_validator(mode="after")
+    def _placement(self) -> AttestationConfig:
+        legacy = [k for k in ("warning_segment", "missing_ldevid_segment", "missing_idevid_segment")
+                  if getattr(self, k) is not None]
+        if legacy and self.placement is not None:
+            raise ValueError(f"give {', '.join(legacy)} inside placement: only, not both here and there")
+        missing = [k for k in ("warning_segment", "missing_ldevid_segment") if getattr(self, k) is None]
+        if legacy and missing:
+            raise ValueError(f"{', '.join(legacy)} asks attestation to change placement, which also needs "
+                             f"{', '.join(missing)} (or put all of them under placement:)")
+        return self
+
+    def effective_placement(self) -> AttestationPlacement | None:
+        if self.placement is not None:
+            return self.placement
+        if self.warning_segment is None or self.missing_ldevid_segment is None:
+            return None
+        return AttestationPlacement(warning_segment=self.warning_segment,
+                                    missing_ldevid_segment=self.missing_ldevid_segment,
+                                    missing_idevid_segment=self.missing_idevid_segment)
+
+    def placement_path(self) -> tuple[str, ...]:
+        return ("attestation", "placement") if self.placement is not None else ("attestation",)
 
 
 class ApiToken(_Model):
@@ -207,6 +259,11 @@ class ApiSettings(_Model):
     listen_address: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     tokens: list[ApiToken] = Field(min_length=1)
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_names(cls, value: list[ApiToken]) -> list[ApiToken]:
+        return _unique(value, ("api", "tokens"), "API token")
 
 
 class NasSettings(_Model):
@@ -240,13 +297,39 @@ class EnforcementSettings(_Model):
     lease_seconds: float = Field(default=60.0, gt=1, le=3600)
 
 
+class PolicyProblems(ValueError):
+    """Every policy/cross-reference problem found while validating a config (check_config lists each, at the
+    path each names: they are absolute paths in the config, whichever validator raised them)."""
+
+    def __init__(self, problems: list[RuleError], *, policy: bool = True) -> None:
+        super().__init__(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        self.problems = problems
+        self.policy = policy
+
+
+def _unique(items: list[Any], path: tuple[str, ...], what: str) -> list[Any]:
+    """Refuse two items with one name (names are how logs, decisions and the CLI refer to them)."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, item in enumerate(items):
+        name = item.name
+        if name in first:
+            problems.append(RuleError(f"{what} name {name!r} is already used by {'.'.join(path)}.{first[name]}; "
+                                      "names must be unique", (*path, i, "name")))
+        first.setdefault(name, i)
+    if problems:
+        raise PolicyProblems(problems, policy=False)
+    return items
+
+
 class TrustportConfig(_Model):
     site: str = "default"
     radius: RadiusSettings
     trust_anchors: list[TrustAnchorSettings] = Field(min_length=1)
     revocation: RevocationSettings = RevocationSettings()
-    segments: dict[str, int | dict[str, Any]]
-    sites: dict[str, list[str]] = Field(default_factory=dict)
+    # the policy document: checked by policy.policy_doc (shared with the hook), see _references
+    segments: dict[str, Any]
+    sites: dict[str, Any] = Field(default_factory=dict)
     policy: PolicySettings = PolicySettings()
     policy_file: Path | None = None
     database: DatabaseSettings = DatabaseSettings()
@@ -255,26 +338,26 @@ class TrustportConfig(_Model):
     enforcement: EnforcementSettings | None = None
     mud: MudConfig | None = None
     base_dir: Path = Path()
+    config_file: Path | None = None  # set by the loader (the hook reloads the policy from it); not read from YAML
 
-    @field_validator("segments")
+    @field_validator("trust_anchors")
     @classmethod
-    def _segments(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            check_segments(value)
-        except RuleError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
+    def _anchor_names(cls, value: list[TrustAnchorSettings]) -> list[TrustAnchorSettings]:
+        return _unique(value, ("trust_anchors",), "trust anchor")
 
     @model_validator(mode="after")
     def _references(self) -> TrustportConfig:
-        try:
-            self.segment_rules()
-        except RuleError as exc:
-            raise ValueError(str(exc)) from exc
-        names = [a.name for a in self.trust_anchors]
-        if len(names) != len(set(names)):
-            raise ValueError("trust anchor names must be unique")
+        problems = self.policy_problems()
+        if problems:
+            raise PolicyProblems(problems)
         return self
+
+    def policy_problems(self) -> list[RuleError]:
+        doc = self.policy_document()
+        att = self.attestation
+        _rules, problems = policy_problems(doc["segments"], doc["sites"], doc["policy"], self.attestation_rules(),
+                                           att.placement_path() if att is not None else ("attestation",))
+        return problems
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
@@ -291,18 +374,26 @@ class TrustportConfig(_Model):
         return url
 
     def attestation_rules(self) -> AttestationRules | None:
-        att = self.attestation
-        if att is None:
+        """Where attestation moves a device, or None: only with an explicit placement (docs/attestation.md)."""
+        placement = None if self.attestation is None else self.attestation.effective_placement()
+        if placement is None:
             return None
-        return AttestationRules(att.warning_segment, att.missing_ldevid_segment,
-                                att.missing_idevid_segment or self.policy.quarantine_segment)
+        return AttestationRules(placement.warning_segment, placement.missing_ldevid_segment,
+                                placement.missing_idevid_segment or self.policy.quarantine_segment)
 
     def policy_document(self) -> dict[str, Any]:
-        return {"segments": self.segments, "sites": self.sites, "policy": self.policy.model_dump()}
+        """The effective policy: what the hook is given, and what ``policy_revision`` is the hash of."""
+        att = self.attestation_rules()
+        return {"segments": self.segments, "sites": self.sites, "policy": self.policy.model_dump(),
+                "attestation": None if att is None else {
+                    "warning_segment": att.warning_segment, "missing_ldevid_segment": att.missing_ldevid_segment,
+                    "missing_idevid_segment": att.missing_idevid_segment}}
 
     def segment_rules(self) -> SegmentRules:
-        doc = self.policy_document()
-        return build_segment_rules(doc["segments"], doc["sites"], doc["policy"], self.attestation_rules())
+        return self.hook_settings().rules
+
+    def policy_revision(self) -> str:
+        return self.hook_settings().policy_revision
 
     def hook_settings(self) -> HookSettings:
         att = self.attestation
@@ -312,9 +403,9 @@ class TrustportConfig(_Model):
             crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
             crl_refresh_seconds=self.revocation.refresh_seconds,
             revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
-            rules=self.segment_rules(),
             policy_document=self.policy_document(),
             database_url=self.database_url(),
+            config_file=self.config_file,
             mud=None if self.mud is None else MudSettings(
                 directory=self.mud.directory_path(self.base_dir),
                 signers=tuple(self.path(p) for p in self.mud.signers),
@@ -350,18 +441,26 @@ class Problem:
         return f"{self.location}: {self.message}"
 
 
-def _line_index(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out[(*path, str(key.value))] = key.start_mark.line + 1
-            _line_index(value, (*path, str(key.value)), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
+Lines = dict[tuple[str | int, ...], int]
 
 
-def _locate(file: Path, loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> str:
+class _Where:
+    """Which file (and line) a config path comes from: the config, or the policy file for segments/sites/policy."""
+
+    def __init__(self, file: Path, lines: Lines) -> None:
+        self.files: dict[str, tuple[Path, Lines]] = {}
+        self.default = (file, lines)
+
+    def include(self, keys: tuple[str, ...], file: Path, lines: Lines) -> None:
+        for key in keys:
+            self.files[key] = (file, lines)
+
+    def locate(self, loc: tuple[str | int, ...]) -> str:
+        file, lines = self.files.get(str(loc[0]), self.default) if loc else self.default
+        return _locate(file, loc, lines)
+
+
+def _locate(file: Path, loc: tuple[str | int, ...], lines: Lines) -> str:
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     for cut in range(len(loc), -1, -1):
         if loc[:cut] in lines:
@@ -369,13 +468,29 @@ def _locate(file: Path, loc: tuple[str | int, ...], lines: dict[tuple[str | int,
     return f"{file}: {dotted}"
 
 
-def _error_loc(error: Any) -> tuple[str | int, ...]:
-    """Pydantic's location, or for a policy error raised by the model validator, the policy element's."""
+def _error_problems(error: Any, where: _Where) -> list[Problem]:
+    """Pydantic's error at its location; a ``PolicyProblems`` from the model validator as one problem each."""
     loc = tuple(error["loc"])
-    cause = getattr(error.get("ctx", {}).get("error"), "__cause__", None)
-    if not loc and isinstance(cause, RuleError):
-        return cause.path
-    return loc
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, PolicyProblems):
+        return [Problem(where.locate(p.path), _message(p)) for p in cause.problems]
+    if not loc and isinstance(getattr(cause, "__cause__", None), RuleError):
+        loc = cause.__cause__.path
+    return [Problem(where.locate(loc), error["msg"])]
+
+
+def _message(problem: RuleError) -> str:
+    """The message without a leading ``segments.x:`` that repeats the location."""
+    text, dotted = str(problem), ".".join(str(p) for p in problem.path)
+    return text[len(dotted) + 2:] if dotted and text.startswith(dotted + ": ") else text
+
+
+def _yaml_problems(exc: safe_yaml.YamlProblems) -> list[Problem]:
+    return [Problem(p.location(), p.message) for p in exc.problems]
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    return safe_yaml.read_regular_file(path, MAX_PEM_BYTES, what)
 
 
 def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
@@ -385,9 +500,10 @@ def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem
     assert config.enforcement is not None
     path = config.path(config.enforcement.inventory)
     try:
+        safe_yaml.read_regular_file(path, MAX_CONFIG_BYTES, "inventory")
         inventory = load_inventory(path)
     except (DriverError, OSError) as exc:
-        yield Problem(f"{file}: enforcement.inventory", f"{path}: {exc}")
+        yield Problem(f"{file}: enforcement.inventory", f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}")
         return
     for i, nas in enumerate(config.enforcement.nas):
         for role in ("coa", "switch"):
@@ -396,129 +512,188 @@ def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem
                 yield Problem(f"{file}: enforcement.nas.{i}.{role}", f"{name!r} is not in the inventory {path}")
 
 
-def _file_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
-    """Checks that need the file system: referenced files exist and parse."""
+def _server_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:
+    """The server certificate parses, its key parses (with the configured password) and belongs to it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    radius = config.radius
+    cert_path, key_path = config.path(radius.server_certificate), config.path(radius.server_key)
+    cert = key = None
+    try:
+        certs = x509.load_pem_x509_certificates(_read_pem(cert_path, "server certificate"))
+        cert = certs[0]
+    except OSError as exc:
+        yield Problem(where.locate(("radius", "server_certificate")), str(exc.strerror or exc))
+    except ValueError:
+        yield Problem(where.locate(("radius", "server_certificate")),
+                      f"{cert_path} is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    password = radius.server_key_password.reveal().encode() if radius.server_key_password else None
+    try:
+        key = serialization.load_pem_private_key(_read_pem(key_path, "server key"), password)
+    except OSError as exc:
+        yield Problem(where.locate(("radius", "server_key")), str(exc.strerror or exc))
+    except TypeError as exc:
+        yield Problem(where.locate(("radius", "server_key")), f"{key_path}: {exc} (server_key_password)")
+    except (ValueError, Exception) as exc:  # cryptography: wrong password, not a key, unsupported algorithm
+        yield Problem(where.locate(("radius", "server_key")),
+                      f"{key_path} is not a PEM private key trustport can read ({type(exc).__name__}: "
+                      f"{str(exc)[:120]}); a wrong server_key_password gives this too")
+    if cert is not None and key is not None:
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        ours = key.public_key().public_bytes(serialization.Encoding.DER, spki)
+        if ours != cert.public_key().public_bytes(serialization.Encoding.DER, spki):
+            yield Problem(where.locate(("radius", "server_key")),
+                          f"{key_path} does not belong to the server certificate {cert_path} (their public keys "
+                          "differ); configure the key the certificate was issued for")
+
+
+def _file_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:
+    """Checks that need the file system: referenced files are regular files, parse, and have the right role."""
 
     from radius_hooks.settings import AnchorFile
     from radius_hooks.trust import load_anchors
 
+    file = where.default[0]
+    specs, anchors_ok = [], True
     for i, anchor in enumerate(config.trust_anchors):
         path = config.path(anchor.file)
+        loc = where.locate(("trust_anchors", i, "file"))
+        spec = AnchorFile(anchor.name, anchor.role, path, anchor.max_certificate_days)
+        specs.append(spec)
         try:
-            load_anchors((AnchorFile(anchor.name, anchor.role, path, anchor.max_certificate_days),))
+            _read_pem(path, "trust anchor file")  # a FIFO or device would block load_anchors' read
+            load_anchors((spec,))
         except OSError as exc:
-            yield Problem(f"{file}: trust_anchors.{i}.file", f"cannot read {path}: {exc.strerror}")
-        except ConfigError as exc:
-            yield Problem(f"{file}: trust_anchors.{i}.file", str(exc))
+            anchors_ok = False
+            yield Problem(loc, str(exc.strerror or exc))
+        except Exception as exc:  # ConfigError/CertificateError: not PEM, not a CA, no root, ...
+            anchors_ok = False
+            yield Problem(loc, str(exc))
+    if anchors_ok:
+        try:  # across files: one CA configured twice, or under two roles
+            load_anchors(tuple(specs))
         except Exception as exc:
-            yield Problem(f"{file}: trust_anchors.{i}.file", str(exc))
-    for name in ("server_certificate", "server_key"):
-        path = config.path(getattr(config.radius, name))
-        if not path.is_file():
-            yield Problem(f"{file}: radius.{name}", f"file {path} does not exist")
+            yield Problem(where.locate(("trust_anchors",)), str(exc))
+    yield from _server_problems(config, where)
     if config.attestation is not None:
         from policy.attestation import load_verifier_key
 
         for i, key in enumerate(config.attestation.verifier_keys):
             path = config.path(key.file)
+            loc = where.locate(("attestation", "verifier_keys", i, "file"))
             try:
-                load_verifier_key(key.name, path.read_bytes())
+                load_verifier_key(key.name, _read_pem(path, "verifier key"))
             except OSError as exc:
-                yield Problem(f"{file}: attestation.verifier_keys.{i}.file", f"cannot read {path}: {exc.strerror}")
+                yield Problem(loc, str(exc.strerror or exc))
             except TrustportError as exc:
-                yield Problem(f"{file}: attestation.verifier_keys.{i}.file", str(exc))
+                yield Problem(loc, str(exc))
     if config.enforcement is not None:
         yield from _inventory_problems(config, file)
     if config.revocation.crl_dir is not None and not config.path(config.revocation.crl_dir).is_dir():
-        yield Problem(f"{file}: revocation.crl_dir", f"directory {config.path(config.revocation.crl_dir)} "
-                                                      "does not exist")
+        yield Problem(where.locate(("revocation", "crl_dir")),
+                      f"directory {config.path(config.revocation.crl_dir)} does not exist")
 
 
 POLICY_FILE_KEYS = ("segments", "sites", "policy")
 
 
-def _include_policy(file: Path, data: dict[str, Any]) -> tuple[dict[str, Any], Problem | None]:
+def _include_policy(file: Path, data: dict[str, Any], where: _Where) -> tuple[dict[str, Any], list[Problem]]:
     """Take segments/sites/policy from the separate policy file named by ``policy_file``."""
-    path = Path(str(data["policy_file"]))
+    raw = data["policy_file"]
+    if not isinstance(raw, str) or not raw:
+        return data, [Problem(where.locate(("policy_file",)), "a path to a policy file (segments, sites, policy)")]
+    path = Path(raw)
     path = path if path.is_absolute() else file.resolve().parent / path
     clash = [k for k in POLICY_FILE_KEYS if k in data]
     if clash:
-        return data, Problem(f"{file}: policy_file", f"{', '.join(clash)} must be in {path} only, not in both files")
+        return data, [Problem(where.locate(("policy_file",)),
+                              f"{', '.join(clash)} must be in {path} only, not in both files")]
     try:
-        included = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return data, Problem(f"{file}: policy_file", f"cannot read {path}: {exc.strerror}")
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        return data, Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
-    if not isinstance(included, dict) or set(included) - set(POLICY_FILE_KEYS):
-        return data, Problem(str(path), f"a policy file holds only {', '.join(POLICY_FILE_KEYS)}")
-    return {**data, **included}, None
+        included, lines = safe_yaml.load(path, MAX_CONFIG_BYTES, "policy file")
+    except safe_yaml.YamlProblems as exc:
+        return data, [Problem(where.locate(("policy_file",)), f"{p.location()}: {p.message}")
+                      for p in exc.problems]
+    if not isinstance(included, dict) or set(map(str, included)) - set(POLICY_FILE_KEYS):
+        extra = sorted(set(map(str, included)) - set(POLICY_FILE_KEYS)) if isinstance(included, dict) else []
+        return data, [Problem(_locate(path, (k,), lines) if extra else str(path),
+                              f"a policy file holds only {', '.join(POLICY_FILE_KEYS)}")
+                      for k in (extra or [""])]
+    where.include(POLICY_FILE_KEYS, path, lines)
+    return {**data, **included}, []
+
+
+def _load_yaml(file: Path) -> tuple[dict[str, Any] | None, Lines, list[Problem]]:
+    try:
+        data, lines = safe_yaml.load(file, MAX_CONFIG_BYTES, "config file")
+    except safe_yaml.YamlProblems as exc:
+        return None, {}, _yaml_problems(exc)
+    if not isinstance(data, dict):
+        return None, lines, [Problem(f"{file}:1: (top level)", "the top level must be a mapping (key: value)")]
+    return data, lines, []
 
 
 def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConfig | None, list[Problem]]:
-    """Parse and validate; returns the config (if it validated) and every problem found."""
-    try:
-        if file.stat().st_size > MAX_CONFIG_BYTES:
-            return None, [Problem(str(file), f"larger than {MAX_CONFIG_BYTES} bytes; is this a config file?")]
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(file), f"cannot read: {exc}")]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-        return None, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
-    if not isinstance(data, dict):
-        return None, [Problem(str(file), "the top level must be a mapping (key: value)")]
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _line_index(node, (), lines)
+    """Parse and validate; returns the config (if it validated) and every problem found, each as
+    ``file:line: path: message``. Never raises for a bad file, never blocks on one, never takes long."""
+    data, lines, problems = _load_yaml(file)
+    if data is None:
+        return None, problems
+    where = _Where(file, lines)
     if data.get("policy_file") is not None:
-        merged, problem = _include_policy(file, data)
-        if problem is not None:
-            return None, [problem]
-        data = merged
+        data, problems = _include_policy(file, data, where)
+        if problems:
+            return None, problems
     base = file.resolve().parent
     _BASE.set(base)
     try:
-        config = TrustportConfig.model_validate({**data, "base_dir": base})
+        config = TrustportConfig.model_validate({**data, "base_dir": base, "config_file": file.resolve()})
     except ValidationError as exc:
-        problems = [Problem(_locate(file, _error_loc(e), lines), e["msg"]) for e in exc.errors()]
+        problems = [p for e in exc.errors() for p in _error_problems(e, where)]
+        causes = [e.get("ctx", {}).get("error") for e in exc.errors()]
+        if not any(isinstance(c, PolicyProblems) and c.policy for c in causes):
+            problems += _raw_policy_problems(data, where, {str(p) for p in problems})
         return None, problems
     finally:
         _BASE.set(Path())
-    problems = list(_file_problems(config, file)) if check_files else []
+    problems = list(_file_problems(config, where)) if check_files else []
     return config, problems
+
+
+def _raw_policy_problems(data: dict[str, Any], where: _Where, seen: set[str]) -> list[Problem]:
+    """When other sections fail, the model validator does not run: check the policy document on its own."""
+    policy = data.get("policy")
+    att = data.get("attestation")
+    rules = None
+    if isinstance(att, dict):
+        placement: dict[str, Any] = att["placement"] if isinstance(att.get("placement"), dict) else att
+        if all(isinstance(placement.get(k), str) for k in ("warning_segment", "missing_ldevid_segment")):
+            quarantine = policy.get("quarantine_segment", "quarantine") if isinstance(policy, dict) else "quarantine"
+            rules = AttestationRules(placement["warning_segment"], placement["missing_ldevid_segment"],
+                                     str(placement.get("missing_idevid_segment") or quarantine))
+    try:
+        _built, found = policy_problems(data.get("segments"), data.get("sites"), policy, rules)
+    except Exception:  # malformed beyond what the validators expect: pydantic has reported its shape already
+        return []
+    out = [Problem(where.locate(p.path), _message(p)) for p in found]
+    return [p for p in out if str(p) not in seen]
 
 
 def check_policy_file(file: Path) -> tuple[SegmentRules | None, list[Problem]]:
     """A standalone policy file (segments, sites, policy): built, or every problem with its line."""
     try:
-        text = file.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(file), f"cannot read: {exc}")]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-        return None, [Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
-    if not isinstance(data, dict) or set(data) - set(POLICY_FILE_KEYS) or "segments" not in data:
-        return None, [Problem(str(file), f"a policy file is a mapping with segments (and sites, policy); "
-                                         f"allowed keys: {', '.join(POLICY_FILE_KEYS)}")]
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _line_index(node, (), lines)
-    try:
-        return build_segment_rules(data["segments"] or {}, data.get("sites") or {}, data.get("policy") or {}), []
-    except RuleError as exc:
-        return None, [Problem(_locate(file, exc.path, lines), str(exc))]
-    except (TypeError, AttributeError) as exc:
-        return None, [Problem(str(file), f"malformed policy: {exc}")]
+        data, lines = safe_yaml.load(file, MAX_CONFIG_BYTES, "policy file")
+    except safe_yaml.YamlProblems as exc:
+        return None, _yaml_problems(exc)
+    if not isinstance(data, dict) or "segments" not in data:
+        return None, [Problem(f"{file}:1: (top level)", f"a policy file is a mapping with segments (and sites, "
+                                                       f"policy); allowed keys: {', '.join(POLICY_FILE_KEYS)}")]
+    extra = sorted(set(map(str, data)) - set(POLICY_FILE_KEYS))
+    if extra:
+        return None, [Problem(_locate(file, (k,), lines), f"unknown key; a policy file holds only "
+                                                          f"{', '.join(POLICY_FILE_KEYS)}") for k in extra]
+    rules, found = policy_problems(data["segments"], data.get("sites"), data.get("policy"))
+    return rules, [Problem(_locate(file, p.path, lines), _message(p)) for p in found]
 
 
 def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:

@@ -1,8 +1,9 @@
 """A device's standing changed while it is connected: work out where it must go now and queue the jobs.
 
-The target placement comes from the same ``decide()`` the RADIUS hook uses (with the device's registry record,
-its current attestation standing and the session's NAS/site), so what the worker pushes and what the device gets
-when it re-authenticates agree.
+The target placement comes from the same ``policy.decide.place`` the RADIUS hook uses, with a ``PlacementInput``
+built by the same ``PlacementService``: the device's registry record, its last verified certificate (subject, MUD
+URL, persisted at accept time), its MUD hint looked up like the hook does, its current attestation standing and
+the session's NAS/site -- so what the worker pushes and what the device gets when it re-authenticates agree.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from policy.attestation import AttestationStanding
 from policy.attestation_sql import SqlAttestationStore
-from policy.decide import decide
 from policy.enforcement import NasBinding, PlanningError, SessionView, find_binding, plan_for
-from policy.model import CertificateFacts, CertificateVerdict, Check, Decision, DeviceRecord, NetworkContext
+from policy.model import Decision, DeviceRecord, NetworkContext, PlacementInput
 from policy.queue_sql import Job, SqlJobQueue
 from policy.sessions_sql import SqlSessionStore
 from policy.store_sql import SqlDeviceStore
-from radius_hooks.attestation_gate import AttestationGate
+from radius_hooks.service import PlacementService, attestation_gate, mud_lookup
 from trustport.config import TrustportConfig
 from trustport.worker import WorkerSettings
 
@@ -48,24 +47,17 @@ class Enforcement:
         self.worker_settings = WorkerSettings(lease=timedelta(seconds=enf.lease_seconds),
                                               backoff_base=timedelta(seconds=enf.backoff_seconds),
                                               backoff_cap=timedelta(seconds=enf.backoff_cap_seconds))
-        self.gate = None
-        if self.settings.attestation is not None and self.settings.rules.attestation is not None:
-            self.gate = AttestationGate(self.settings.attestation, SqlAttestationStore(store))
+        self.gate = attestation_gate(self.settings, store)
+        self.placement = PlacementService(self.settings, store, self.gate, mud_lookup(self.settings))
 
-    def _standing(self, device: DeviceRecord, now: datetime) -> AttestationStanding | None:
-        if self.gate is None:
-            return None
-        facts = CertificateFacts(source="registry", subject="", issuer=device.key.issuer,
-                                 cert_serial=device.cert_serial or "", device_serial=device.key.serial_number)
-        return self.gate.standing(device, facts, now)
+    def target_input(self, device: DeviceRecord, session: SessionView, now: datetime) -> PlacementInput:
+        context = NetworkContext(nas_ip=session.nas_ip, nas_identifier=session.nas_identifier,
+                                 nas_port=session.nas_port, calling_station_id=session.calling_station_id)
+        return self.placement.for_session(device, context, now)
 
     def target(self, device: DeviceRecord, session: SessionView, now: datetime) -> Decision:
         """Where the device belongs now; the certificate itself is re-validated when it re-authenticates."""
-        verdict = CertificateVerdict(True, device.cert_kind, None,
-                                     (Check("certificate", None, "re-checked at the next authentication"),))
-        context = NetworkContext(nas_ip=session.nas_ip, nas_identifier=session.nas_identifier,
-                                 nas_port=session.nas_port, calling_station_id=session.calling_station_id)
-        return decide(verdict, device, self.settings.rules, self._standing(device, now), context=context)
+        return self.placement.place(self.target_input(device, session, now))
 
     def device_changed(self, device: DeviceRecord, reason: str, now: datetime) -> list[Queued]:
         """Queue the jobs that move every active session of ``device`` to its new placement."""

@@ -1,5 +1,5 @@
 """``trustport radius render``: a runnable raddb directory from the trustport config and the templates in
-``freeradius-config/``. Files holding secrets (clients.conf, hook.json, the eap module) are owner-only."""
+``trustport/freeradius/templates/``. Files holding secrets (clients.conf, hook.json, the eap module) are owner-only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import radius_hooks
 from policy.errors import ConfigError
 from trustport.config import TrustportConfig
-from trustport.pki import write_private
+from trustport.files import write_private
 
 # TLS 1.2 SignatureScheme names (OpenSSL): what a client may sign its CertificateVerify with.
 CLIENT_SIGALGS = ":".join((
@@ -27,11 +27,17 @@ SECRET_FILES = frozenset({"clients.conf", "hook.json", "mods-enabled/eap"})
 
 
 def template_dir() -> Path:
+    """The raddb templates: $TRUSTPORT_FREERADIUS_TEMPLATES if set, else the copy shipped inside the package."""
+    from importlib import resources
+
     override = os.environ.get("TRUSTPORT_FREERADIUS_TEMPLATES")
-    candidate = Path(override) if override else Path(radius_hooks.__file__).resolve().parents[1] / "freeradius-config"
+    # an installed wheel is unpacked on disk, so the package resource is a real directory
+    shipped = resources.files("trustport.freeradius").joinpath("templates")
+    candidate = Path(override) if override else Path(str(shipped))
     if not (candidate / "radiusd.conf").is_file():
-        raise ConfigError(f"FreeRADIUS templates not found in {candidate}; set TRUSTPORT_FREERADIUS_TEMPLATES to "
-                          "the freeradius-config directory of the trustport source")
+        fix = ("point TRUSTPORT_FREERADIUS_TEMPLATES at a directory holding radiusd.conf, or unset it to use the "
+               "templates installed with trustport") if override else "reinstall trustport: its package data is missing"
+        raise ConfigError(f"FreeRADIUS templates not found in {candidate}; {fix}")
     return candidate
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.coa_nas import CoaNas
-from tests.fakes.fake_cli import FakeCliServer, free_tcp_port
-from tests.fakes.harness import (
+from trustport_lab.fakes.coa_nas import CoaNas
+from trustport_lab.fakes.fake_cli import FakeCliServer, free_tcp_port
+from trustport_lab.fakes.harness import (
     ALL_DRIVERS,
     CLI_DRIVERS,
     SNMP_DRIVERS,
@@ -22,7 +22,7 @@ from tests.fakes.harness import (
     coa_harness,
     snmp_harness,
 )
-from tests.fakes.snmp_agent import SnmpAgent, free_udp_port, snmpd_available
+from trustport_lab.fakes.snmp_agent import SnmpAgent, free_udp_port, snmpd_available
 
 
 def pytest_configure(config: pytest.Config) -> None:

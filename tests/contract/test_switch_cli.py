@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.fakes.coa_nas import CoaNas
-from tests.fakes.fake_cli import FakeCliServer
 from trustport.switch_cli import coa, switch
+from trustport_lab.fakes.coa_nas import CoaNas
+from trustport_lab.fakes.fake_cli import FakeCliServer
 
 ENV = {"TP_SW_PW": "fake-pass-123", "TP_SW_EN": "fake-enable-456", "TP_COA": "testing123"}
 

@@ -22,7 +22,7 @@ from switch_drivers import (
     VlanChange,
     default_registry,
 )
-from tests.fakes.harness import ALL_DRIVERS, CLI_DRIVERS, SNMP_DRIVERS, Harness
+from trustport_lab.fakes.harness import ALL_DRIVERS, CLI_DRIVERS, SNMP_DRIVERS, Harness
 
 INJECTIONS = ["Gi1/0/5\nreload", "1/1/5; reload", "5 | include x", "ge-0/0/5 \rcommit", "", "Ethernet5\x00",
               "../../etc", "x" * 300]

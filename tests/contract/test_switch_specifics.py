@@ -18,10 +18,10 @@ from switch_drivers import (
     default_registry,
     run_each,
 )
-from tests.fakes.coa_nas import CoaNas
-from tests.fakes.fake_cli import FakeCliServer
-from tests.fakes.harness import cli_harness, coa_harness, snmp_harness
-from tests.fakes.snmp_agent import SnmpAgent
+from trustport_lab.fakes.coa_nas import CoaNas
+from trustport_lab.fakes.fake_cli import FakeCliServer
+from trustport_lab.fakes.harness import cli_harness, coa_harness, snmp_harness
+from trustport_lab.fakes.snmp_agent import SnmpAgent
 
 CLI_OPTS: dict[str, Any] = {"username": "admin", "password": "fake-pass-123", "enable_secret": "fake-enable-456",
                             "conn_timeout": 3, "read_timeout": 4}

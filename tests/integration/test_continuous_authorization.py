@@ -15,18 +15,17 @@ from policy.model import Outcome
 from policy.queue_sql import SqlJobQueue
 from policy.sessions_sql import SqlSessionStore
 from trustport.cli import cli
-from trustport.lab import Lab
-from trustport.lab_attest import post_token
-from trustport.lab_enforce import LabNetwork, apply_radius_vlan, lab_network
+from trustport_lab.attest import post_token
+from trustport_lab.enforce import LabNetwork, apply_radius_vlan, lab_network
+from trustport_lab.lab import Lab
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, LabNetwork]]:
     work = tmp_path_factory.mktemp("ca")
-    with lab_network(work) as network:
-        assert network is not None, "tests/fakes must be importable from the source tree"
-        with Lab(work, datetime.now(UTC), echo=lambda _m: None, extra_config=network.extra_config) as lab:
-            yield lab, network
+    with lab_network(work) as network, \
+            Lab(work, datetime.now(UTC), echo=lambda _m: None, extra_config=network.extra_config) as lab:
+        yield lab, network
 
 
 def connect(lab: Lab, network: LabNetwork, serial: str, port: int) -> int:

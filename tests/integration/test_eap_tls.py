@@ -15,8 +15,8 @@ from cryptography import x509
 from policy.model import DeviceKey, LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate, oneline_dn
 from trustport.cli import cli
-from trustport.lab import Lab
-from trustport.pki import issue_device
+from trustport_lab.lab import Lab
+from trustport_lab.pki import issue_device
 
 TUNNEL_TYPE_VLAN, MEDIUM_IEEE_802, EAP_FAILURE = "13", "6", 4
 

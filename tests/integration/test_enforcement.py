@@ -15,11 +15,11 @@ import pytest
 
 from policy.queue_sql import SqlJobQueue
 from tests.enforce_env import ENV, EnforceEnv, coa_nas, fake_switch
-from tests.fakes.fake_cli import free_tcp_port
 from tests.pki_fixtures import DevicePki
 from trustport.enforcer import DriverExecutor
 from trustport.lifecycle import LifecycleService
 from trustport.worker import Worker, WorkerSettings
+from trustport_lab.fakes.fake_cli import free_tcp_port
 
 MAC = "02-00-00-00-10-01"
 

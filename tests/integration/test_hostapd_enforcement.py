@@ -18,10 +18,10 @@ from policy.sessions_sql import SqlSessionStore
 from tests.support.netns import EAP_FAILURE, EAP_SUCCESS, Supplicant, WiredNas
 from trustport.enforcement import Enforcement
 from trustport.enforcer import DriverExecutor
-from trustport.lab import Lab
 from trustport.lifecycle import LifecycleService
 from trustport.radiusd import free_port
 from trustport.worker import Worker
+from trustport_lab.lab import Lab
 
 NAS_ID = "tp-hostapd-enforce"
 DAS_SECRET = "das-enforce-secret"

@@ -22,9 +22,9 @@ from policy.sql_schema import devices
 from policy.x509facts import facts_from_certificate, oneline_dn
 from tests.hostile_corpus import CASE_NAMES, VICTIM, HostileCase, build_corpus
 from trustport.cli import cli
-from trustport.lab import SEGMENTS, Lab
-from trustport.pki import make_ca
 from trustport.radiusd import EapolResult, run_eapol, write_eapol_conf
+from trustport_lab.lab import SEGMENTS, Lab
+from trustport_lab.pki import make_ca
 
 
 @dataclass

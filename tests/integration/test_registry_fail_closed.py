@@ -24,8 +24,8 @@ from tests.support.postgres import PostgresServer, PostgresUnavailable, running_
 from tests.support.registry_damage import backup, delete, replace_foreign, replace_random, truncate_half, zero_bytes
 from tests.support.store_contract import KEY
 from trustport.cli import cli
-from trustport.lab import Lab
 from trustport.radiusd import EapolResult
+from trustport_lab.lab import Lab
 
 EAP_FAILURE = 4
 

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trustport.pki import Issued, make_ca, new_key
+from trustport_lab.pki import Issued, make_ca, new_key
 
 NOW = datetime.now(UTC)
 

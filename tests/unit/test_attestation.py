@@ -25,7 +25,7 @@ from policy.attestation import (
     verify_ear,
 )
 from policy.errors import AttestationError
-from trustport.fake_verifier import ear_claims, new_signing_key, public_jwk, sign
+from trustport_lab.fake_verifier import ear_claims, new_signing_key, public_jwk, sign
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MAX_AGE = timedelta(hours=24)

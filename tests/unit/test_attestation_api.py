@@ -17,7 +17,7 @@ from policy.model import LifecycleState
 from tests.attest_env import API_TOKEN, AttestEnv
 from trustport.api import create_app
 from trustport.attest import InvalidDeviceRef, check_device_ref
-from trustport.fake_verifier import ear_claims, mint, new_signing_key, sign
+from trustport_lab.fake_verifier import ear_claims, mint, new_signing_key, sign
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -194,7 +194,7 @@ def test_certificate_sent_with_result_must_be_the_registered_one(env: AttestEnv,
                                                                   tmp_path: Path) -> None:
     """An impostor's certificate (same CA, same serialNumber, its own key) cannot carry a result to the device."""
     from policy.x509facts import spki_der
-    from trustport.pki import issue_device
+    from trustport_lab.pki import issue_device
 
     device = env.register("ldevid-ok", NOW)
     impostor = issue_device(env.pki.cas["ldevid"], cn="ldev.example", serial_number="SN-0002", now=NOW,

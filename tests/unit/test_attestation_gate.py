@@ -17,7 +17,7 @@ from radius_hooks.trust import TrustMaterial
 from tests.attest_env import AttestEnv
 from trustport.attest import AttestationService
 from trustport.cli import cli
-from trustport.fake_verifier import mint
+from trustport_lab.fake_verifier import mint
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -70,7 +70,7 @@ def test_removed_verifier_key_invalidates_stored_results(env: AttestEnv, tmp_pat
     env.register("ldevid-ok", NOW)
     _authorizer, service = services(env)
     service.import_token(mint(env.verifier, status="affirming", now=NOW, akpub=env.akpub("ldevid-ok")), NOW)
-    from trustport.fake_verifier import new_signing_key, write_public_jwk
+    from trustport_lab.fake_verifier import new_signing_key, write_public_jwk
 
     write_public_jwk(new_signing_key(), tmp_path / "verifier.jwk")  # key rotated: old results no longer verify
     fresh, _ = services(env)

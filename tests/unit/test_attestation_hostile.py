@@ -35,7 +35,7 @@ from tests.pki_fixtures import DevicePki
 from trustport.api import create_app
 from trustport.attest import AttestationService
 from trustport.cli import cli
-from trustport.fake_verifier import ear_claims, sign
+from trustport_lab.fake_verifier import ear_claims, sign
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CURRENT_IAT = NOW - timedelta(minutes=10)  # the device's current (contraindicated) result

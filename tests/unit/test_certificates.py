@@ -143,7 +143,7 @@ def test_signature_table(pki: DevicePki, trust: TrustMaterial, hash_name: str | 
 
 
 def test_crl_with_bad_signature_is_refused(pki: DevicePki, tmp_path: Path) -> None:
-    from trustport.pki import crl_pem, make_crl
+    from trustport_lab.pki import crl_pem, make_crl
 
     forged = make_crl(pki.cas["lookalike"], [], now=NOW)  # same issuer name, other key
     (tmp_path / "forged.crl").write_bytes(crl_pem(forged))
@@ -156,7 +156,7 @@ def test_crl_with_bad_signature_is_refused(pki: DevicePki, tmp_path: Path) -> No
 
 
 def test_crl_reload_after_change(pki: DevicePki, tmp_path: Path) -> None:
-    from trustport.pki import crl_pem, make_crl
+    from trustport_lab.pki import crl_pem, make_crl
 
     anchors = (AnchorFile("site", CertKind.LDEVID, pki.cert_path("ldevid-ca")),)
     clock = [0.0]

@@ -142,7 +142,7 @@ def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _write(issued: object, directory: Path, stem: str) -> Path:
-    from trustport.pki import Issued
+    from trustport_lab.pki import Issued
 
     assert isinstance(issued, Issued)
     return issued.write(directory, stem)[0]
@@ -158,7 +158,7 @@ def test_add_refuses_what_radius_rejects_unless_forced(pki: DevicePki, config_fi
     from datetime import timedelta
 
     from tests.pki_fixtures import NOW
-    from trustport.pki import NO_EXPIRY, issue_device
+    from trustport_lab.pki import NO_EXPIRY, issue_device
 
     not_after = NO_EXPIRY if not_after_days is None else NOW + timedelta(days=not_after_days)
     cert = _write(issue_device(pki.cas["ldevid"], cn="weak.example", serial_number="SN-W1", now=NOW,
@@ -200,7 +200,7 @@ def test_rebind_moves_the_certificate_binding(pki: DevicePki, config_file: Path,
     from datetime import timedelta
 
     from tests.pki_fixtures import NOW
-    from trustport.pki import issue_device
+    from trustport_lab.pki import issue_device
 
     c = ("--config", str(config_file))
     run("devices", "add", "--cert", str(pki.cert_path("ldevid-ok")), *c)

@@ -22,7 +22,7 @@ from tests.support.https_site import Site, serve_https
 from tests.unit.test_mud import lightbulb, sign
 from trustport.cli_mud import mud
 from trustport.mud_config import MudConfig
-from trustport.pki import Issued, issue_device, make_ca
+from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime.now(UTC)  # the CLI reads the real clock
 MUD_PATH = "/lighting/lightbulb2000.json"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from policy.errors import ConfigError
 from tests.pki_fixtures import DevicePki
 from trustport.config import Secret, check_config, load_config
 
@@ -143,7 +146,7 @@ def test_enforcement_section_problems(pki: DevicePki, tmp_path: Path, enforcemen
 
 def test_anchor_files_must_hold_a_root_and_only_cas_it_issued(pki: DevicePki, tmp_path: Path) -> None:
     from tests.pki_fixtures import NOW
-    from trustport.pki import make_ca
+    from trustport_lab.pki import make_ca
 
     sub = make_ca("Acme Issuing CA", "Acme Devices", now=NOW, issuer=pki.cas["idevid"], path_length=0)
     deeper = make_ca("Acme Deeper CA", "Acme Devices", now=NOW, issuer=sub, path_length=None)
@@ -172,3 +175,117 @@ def test_ldevid_lifetime_is_configurable_per_anchor(pki: DevicePki, tmp_path: Pa
                               "max_certificate_days": 0}]
     _, problems = check_config(write(tmp_path, data))
     assert any("max_certificate_days" in str(p) for p in problems)
+
+
+VERIFIER = {"verifier_keys": [{"name": "v", "file": "v.pem"}]}
+
+
+def _attestation_config(pki: DevicePki, tmp_path: Path, extra: dict[str, object]) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (tmp_path / "v.pem").write_bytes(key.public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    data = good_config(pki)
+    data["segments"] = {"production": 30, "restricted": 35, "quarantine": 999}
+    data["attestation"] = {**VERIFIER, **extra}
+    return write(tmp_path, data)
+
+
+@pytest.mark.parametrize(("extra", "placed"), [
+    ({}, None),  # verifier keys only (what the REST API needs): attestation never changes placement
+    ({"max_age_seconds": 60}, None),
+    ({"placement": {"warning_segment": "restricted", "missing_ldevid_segment": "restricted"}},
+     ("restricted", "restricted", "quarantine")),
+    ({"warning_segment": "restricted", "missing_ldevid_segment": "production",  # the older spelling: explicit too
+      "missing_idevid_segment": "restricted"}, ("restricted", "production", "restricted")),
+])
+def test_attestation_changes_placement_only_when_configured(pki: DevicePki, tmp_path: Path,
+                                                           extra: dict[str, object],
+                                                           placed: tuple[str, str, str] | None) -> None:
+    config = load_config(_attestation_config(pki, tmp_path, extra))
+    rules = config.attestation_rules()
+    got = None if rules is None else (rules.warning_segment, rules.missing_ldevid_segment,
+                                      rules.missing_idevid_segment)
+    assert got == placed
+    settings = config.hook_settings()
+    assert settings.attestation is not None  # the verifier keys are there either way
+    assert (settings.rules.attestation is None) == (placed is None)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"missing_idevid_segment": "quarantine"}, "also needs warning_segment, missing_ldevid_segment"),
+    ({"warning_segment": "restricted", "placement": {"warning_segment": "restricted",
+                                                     "missing_ldevid_segment": "restricted"}}, "not both"),
+    ({"placement": {"warning_segment": "restricted"}}, "Field required"),
+])
+def test_attestation_placement_mistakes(pki: DevicePki, tmp_path: Path, extra: dict[str, object],
+                                        message: str) -> None:
+    _, problems = check_config(_attestation_config(pki, tmp_path, extra))
+    assert any(message in p.message and "attestation" in p.location for p in problems), problems
+
+
+def test_hook_settings_round_trip_through_pydantic(pki: DevicePki, tmp_path: Path) -> None:
+    import json
+
+    from radius_hooks.settings import HookSettings
+
+    data = good_config(pki)
+    data["database"] = {"url": "postgresql://tp@db.example/tp", "password": "pg-secret-123"}
+    data["sites"] = {"hq": ["10.0.0.0/8"]}
+    data["segments"] = {"production": {"vlan": 30, "filter_id": "PROD", "sites": {"hq": 130}}, "quarantine": 999}
+    data["policy"] = {"default_segment": "production", "rules": [
+        {"name": "hq-axis", "match": {"site": "hq", "manufacturer": "Axis*"}, "segment": "production"}]}
+    config = load_config(write(tmp_path, data))
+    settings = config.hook_settings()
+    assert "pg-secret-123" not in repr(settings) and "pg-secret-123" not in str(settings)
+    assert "pg-secret-123" in settings.database_url
+    text = json.dumps(settings.to_json())
+    loaded = HookSettings.from_json(json.loads(text), "hook.json")
+    assert loaded.database_url == settings.database_url
+    assert loaded.rules == settings.rules
+    assert loaded.policy_revision == settings.policy_revision == config.policy_revision()
+    assert len(settings.policy_revision) == 12
+    edited = json.loads(text)
+    edited["policy_revision"] = "0" * 12
+    with pytest.raises(ConfigError, match="does not match the policy document"):
+        HookSettings.from_json(edited, "hook.json")
+
+
+def test_policy_revision_follows_the_effective_policy(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    first = load_config(write(tmp_path, data)).policy_revision()
+    data["segments"] = {"production": {"vlan": 30}, "quarantine": 999}  # the same policy, spelled differently
+    assert load_config(write(tmp_path, data)).policy_revision() == first
+    data["segments"] = {"production": 31, "quarantine": 999}
+    assert load_config(write(tmp_path, data)).policy_revision() != first
+    data["segments"] = {"production": 30, "quarantine": 999}
+    data["database"] = {"url": "sqlite:///other.sqlite"}  # not part of the policy
+    assert load_config(write(tmp_path, data)).policy_revision() == first
+
+
+def test_policy_check_explain_and_unregistered(pki: DevicePki, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trustport.cli import cli
+
+    data = good_config(pki)
+    data["sites"] = {"branch": ["10.2.0.0/16"]}
+    data["segments"] = {"production": 30, "onboarding": {"vlan": 90, "filter_id": "EST-ONLY", "sites": {"branch": 190}},
+                        "quarantine": 999}
+    data["policy"] = {"default_segment": "production", "rules": [
+        {"name": "onboard-axis", "match": {"manufacturer": "Axis*", "state": ["unknown", "pending"]},
+         "segment": "onboarding"},
+        {"name": "ldevid-only", "match": {"cert_kind": "ldevid", "state": "operational"}, "segment": "production"},
+        {"name": "branch-reject", "match": {"site": "branch"}, "reject": True}]}
+    path = write(tmp_path, data)
+    out = CliRunner().invoke(cli, ["policy", "check", "--explain", "--config", str(path)])
+    assert out.exit_code == 0, out.output
+    assert re.search(r"1\s+onboard-axis .*segment onboarding\s+90; branch=190\s+EST-ONLY\s+yes", out.output), out.output
+    assert "rules that admit unregistered devices (state: unknown/pending): onboard-axis\n" in out.output
+    assert "attestation placement: not configured" in out.output
+    result = CliRunner().invoke(cli, ["policy", "check", "--json", "--explain", "--config", str(path)])
+    body = json.loads(result.output)
+    assert body["admit_unregistered"] == ["onboard-axis"] and body["table"][0]["site_vlans"] == {"branch": 190}
+    assert body["policy_revision"] == load_config(path).policy_revision()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,103 @@ def test_python_logging_inside_radiusd_reaches_radlog_escaped(hook: tuple[Hook, 
     level, line = radiusd.lines[-1]
     assert level == radiusd.L_WARN and "MUD lookup for https://x/" in line
     assert "\x1b" not in line and "\n" not in line
+
+
+# -- one policy at run time: the hook follows the YAML, without a re-render ------------------------------------
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def _reload_env(tmp_path: Any) -> Any:
+    from tests.support.placement_env import PlacementEnv
+
+    policy = {"segments": {"production": 30, "quarantine": 999},
+              "policy": {"quarantine_segment": "quarantine", "default_segment": "production"}}
+    env = PlacementEnv(tmp_path, datetime.now(UTC).replace(microsecond=0), policy)
+    env.hook.monotonic = _Monotonic()
+    env.device("meter", "campus-ldevid")
+    env.register("meter", LifecycleState.OPERATIONAL)
+    return env
+
+
+def _edit(env: Any, production: Any) -> None:
+    import yaml
+
+    data = yaml.safe_load(env.config_path.read_text())
+    data["segments"]["production"] = production
+    env.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_hook_picks_up_an_edited_policy_without_re_render(tmp_path: Any) -> None:
+    from policy.revision import revision_of
+    from trustport.config import load_config
+
+    env = _reload_env(tmp_path)
+    try:
+        old = env.hook.authorizer.policy_revision
+        assert env.via_hook("meter", "10.10.1.2").vlan == 30
+        _edit(env, 31)
+        assert env.via_hook("meter", "10.10.1.2").vlan == 30  # checked at most once per second
+        env.hook.monotonic.value += 1.5
+        assert env.via_hook("meter", "10.10.1.2").vlan == 31
+        new = revision_of(load_config(env.config_path).hook_settings())
+        assert new != old and env.hook.authorizer.policy_revision == new
+        assert env.store.decisions(limit=1)[0].policy_revision == new
+        (server,) = env.store.radius_servers()
+        assert server.policy_revision == new and server.config_file == str(env.config_path)
+        assert any(f"revision {old} -> {new}" in line for _, line in env.radiusd.lines)
+    finally:
+        env.close()
+
+
+def test_a_broken_edit_keeps_the_validated_policy_and_says_so_once(tmp_path: Any) -> None:
+    env = _reload_env(tmp_path)
+    try:
+        old = env.hook.authorizer.policy_revision
+        _edit(env, 5000)  # not a VLAN: fails validation
+        for _ in range(3):
+            env.hook.monotonic.value += 1.5
+            assert env.via_hook("meter", "10.10.1.2").vlan == 30
+        errors = [line for level, line in env.radiusd.lines if level == env.radiusd.L_ERR]
+        assert len(errors) == 1 and f"keeping policy revision {old}" in errors[0]
+        assert env.store.decisions(limit=1)[0].policy_revision == old
+        _edit(env, 32)  # fixed: picked up
+        env.hook.monotonic.value += 1.5
+        assert env.via_hook("meter", "10.10.1.2").vlan == 32
+    finally:
+        env.close()
+
+
+def test_radius_status_compares_running_servers_with_the_yaml(tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from trustport.cli import cli
+
+    env = _reload_env(tmp_path)
+    try:
+        status = CliRunner().invoke(cli, ["radius", "status", "--json", "--config", str(env.config_path)])
+        assert status.exit_code == 0, status.output
+        shown = json.loads(status.output)
+        assert [s["state"] for s in shown["servers"]] == ["current"]
+        assert shown["servers"][0]["policy_revision"] == shown["policy_revision"]
+        _edit(env, 33)  # the hook has not authenticated anyone since: it still holds the old revision
+        stale = CliRunner().invoke(cli, ["radius", "status", "--config", str(env.config_path)])
+        assert stale.exit_code == 1 and "stale" in stale.output
+        env.hook.monotonic.value += 1.5
+        env.via_hook("meter", "10.10.1.2")
+        assert CliRunner().invoke(cli, ["radius", "status", "--config", str(env.config_path)]).exit_code == 0
+    finally:
+        env.close()
+
+
+def test_hook_json_without_a_config_file_keeps_the_rendered_policy_and_warns(hook: tuple[Hook, FakeRadiusd]) -> None:
+    instance, radiusd = hook
+    assert any("does not name the trustport config file" in line for _, line in radiusd.lines)
+    instance.check_policy()  # nothing to watch: no error

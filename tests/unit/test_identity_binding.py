@@ -13,7 +13,7 @@ from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
 from tests.radius_pairs import freeradius_pairs
 from tests.support.hook_env import REJECT, UPDATED, FakeRadiusd
-from trustport.pki import Issued, issue_device
+from trustport_lab.pki import Issued, issue_device
 
 ISSUER = "/C=DE/O=Example Site/CN=Site LDevID CA"
 

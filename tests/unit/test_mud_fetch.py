@@ -26,7 +26,7 @@ from trustport.mud_fetch import (
     fetch_mud_signature,
     https_opener,
 )
-from trustport.pki import Issued, issue_device, make_ca
+from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime.now(UTC)
 

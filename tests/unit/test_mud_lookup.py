@@ -19,7 +19,7 @@ from policy.mud_signature import local_file_names, local_signature_name
 from radius_hooks import mud_lookup
 from radius_hooks.mud_lookup import MudLookup, MudLookupResult, MudLookupStatus, load_signers
 from tests.unit.test_mud import encode, lightbulb, sign
-from trustport.pki import Issued, issue_device, make_ca
+from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 URL = "https://lighting.example.com/lightbulb2000.json"

@@ -555,3 +555,69 @@ def test_a_registry_of_an_older_trustport_is_refused_until_db_init_adds_the_new_
     assert done.startswith("upgraded") and health.healthy and health.devices == 40
     with SqlDeviceStore(f"sqlite:///{path}") as store:
         assert len(store.list_devices()) == 40
+
+
+def _registry_before_policy_revisions(path: Path) -> None:
+    """What a registry made before decision_log.policy_revision, device_certificates and radius_servers looks like:
+    the column and tables simply are not there (and an older decision is already logged)."""
+    new_registry(path)
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        store.append_decision(_entry("before the upgrade"))
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE decision_log DROP COLUMN policy_revision")
+    conn.execute("DROP TABLE device_certificates")
+    conn.execute("DROP TABLE radius_servers")
+    conn.commit()
+    conn.close()
+
+
+def test_a_registry_lacking_an_added_column_is_outdated_and_db_init_adds_it(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite"
+    _registry_before_policy_revisions(path)
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        health = store.inspect()
+        assert health.state is RegistryState.OUTDATED
+        assert "column(s) decision_log.policy_revision do not exist yet" in (health.problem or "")
+        assert "device_certificates" in (health.problem or "") and "radius_servers" in (health.problem or "")
+        with pytest.raises(StoreError, match="made by an older trustport"):
+            store.decisions()
+    with SqlDeviceStore(f"sqlite:///{path}", create=True) as store:
+        done, health = store.initialise()
+    assert done.startswith("upgraded") and health.healthy and health.devices == 40
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        store.append_decision(DecisionLogEntry(NOW, None, "after", _entry().context, Outcome.REJECT, None, None,
+                                               ("after the upgrade",), policy_revision="abc123abc123"))
+        newest, older = store.decisions(limit=2)
+    assert (newest.policy_revision, older.policy_revision) == ("abc123abc123", None)
+    assert older.reasons == ("before the upgrade",)
+
+
+def test_a_registry_lacking_only_the_added_column_is_outdated_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite"
+    new_registry(path)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE decision_log DROP COLUMN policy_revision")
+    conn.commit()
+    conn.close()
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        health = store.inspect()
+    assert health.state is RegistryState.OUTDATED
+    assert "made by an older trustport: column(s) decision_log.policy_revision do not exist yet; run 'trustport db " \
+           "init'" in (health.problem or "")
+    with SqlDeviceStore(f"sqlite:///{path}", create=True) as store:
+        assert store.initialise()[0].startswith("upgraded")
+    conn = sqlite3.connect(path)
+    assert "policy_revision" in {row[1] for row in conn.execute("PRAGMA table_info(decision_log)")}
+    conn.close()
+
+
+def test_a_registry_lacking_another_column_is_still_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite"
+    new_registry(path)
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE decision_log DROP COLUMN user_name")
+    conn.commit()
+    conn.close()
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        health = store.inspect()
+    assert health.state is RegistryState.CORRUPT and "lacks column(s) user_name" in (health.problem or "")

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import trustport_lab.fakes
 from switch_drivers.base import Target, check_vlan
 from switch_drivers.cli import CiscoIosOptions, JuniperJunosDriver, JuniperJunosOptions, connection_params
 from switch_drivers.errors import CommandFailed, HostKeyError, InvalidArgument
 from switch_drivers.vendors import VENDORS, check_interface, parse_vlan, render
 
-OUTPUTS = Path(__file__).resolve().parents[1] / "fakes" / "outputs"
+OUTPUTS = Path(trustport_lab.fakes.__file__).resolve().parent / "outputs"
 
 VALID = {
     "cisco_ios": ["Gi1/0/5", "GigabitEthernet1/0/48", "Te1/1/1", "Fa0/1", "TwentyFiveGigE1/0/1"],

@@ -2,17 +2,14 @@
 failing attestation; the worker moves the fake switch port (CoA is NAKed by the fake NAS, so it falls back to
 the CLI), reads it back, and the device re-authenticates into quarantine.
 
-The fake switch (SSH, Cisco IOS CLI) and fake NAS come from the source tree's ``tests/fakes``; without a source
-checkout this part of the lab is skipped with a message.
+The fake switch (SSH, Cisco IOS CLI) and fake NAS are the simulators in ``trustport_lab.fakes``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,52 +19,38 @@ from typing import Any
 
 import yaml
 
-import radius_hooks
 from policy.text import safe_text
 from trustport.cli_base import table
-from trustport.pki import write_private
+from trustport.files import write_private
+from trustport_lab.fakes.coa_nas import CoaNas
+from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 
 PORT_COUNT = 8
 SWITCH_ENV = {"TP_LAB_SWITCH_PASSWORD": "lab-switch-pass", "TP_LAB_ENABLE_SECRET": "lab-enable-secret",
               "TP_LAB_COA_SECRET": "lab-coa-secret-123"}
 
 
-def _fakes() -> Any:
-    root = Path(radius_hooks.__file__).resolve().parents[1]
-    if not (root / "tests" / "fakes" / "fake_cli.py").is_file():
-        return None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    # imported by name: the fakes are test code, not part of the installed package (nor of its type checking)
-    return importlib.import_module("tests.fakes.fake_cli"), importlib.import_module("tests.fakes.coa_nas")
-
-
 @dataclass
 class LabNetwork:
-    switch: Any  # tests.fakes.fake_cli.FakeCliServer
-    nas: Any  # tests.fakes.coa_nas.CoaNas
+    switch: FakeCliServer
+    nas: CoaNas
     extra_config: dict[str, object]
 
-    def port(self, number: int) -> Any:
+    def port(self, number: int) -> PortState:
         return self.switch.states["cisco_ios"].ports[f"GigabitEthernet1/0/{number}"]
 
 
 @contextlib.contextmanager
-def lab_network(work: Path) -> Iterator[LabNetwork | None]:
+def lab_network(work: Path) -> Iterator[LabNetwork]:
     """A fake Cisco access switch and a fake CoA NAS on loopback, and the config that points trustport at them."""
-    modules = _fakes()
-    if modules is None:
-        yield None
-        return
-    fake_cli, coa_nas = modules
     logging.getLogger("asyncio").setLevel(logging.ERROR)  # the fake's "socket.send() raised" on client hang-up
     os.environ.update(SWITCH_ENV)
-    switch = fake_cli.FakeCliServer(vendors=("cisco_ios",))
+    switch = FakeCliServer(vendors=("cisco_ios",))
     state = switch.states["cisco_ios"]
     state.password, state.secret = SWITCH_ENV["TP_LAB_SWITCH_PASSWORD"], SWITCH_ENV["TP_LAB_ENABLE_SECRET"]
-    state.ports = {f"GigabitEthernet1/0/{i}": fake_cli.PortState(vlan=1) for i in range(1, PORT_COUNT + 1)}
+    state.ports = {f"GigabitEthernet1/0/{i}": PortState(vlan=1) for i in range(1, PORT_COUNT + 1)}
     state.vlans |= {30, 35, 40, 999}
-    nas = coa_nas.CoaNas(secret=SWITCH_ENV["TP_LAB_COA_SECRET"].encode(), sessions=set())  # knows no session: NAK
+    nas = CoaNas(secret=SWITCH_ENV["TP_LAB_COA_SECRET"].encode(), sessions=set())  # knows no session: NAK
     switch.start()
     nas.start()
     try:
@@ -114,9 +97,9 @@ def apply_radius_vlan(network: LabNetwork, port: int, vlan: int | None) -> None:
 def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> list[StoryRow]:
     from trustport.enforcement import Enforcement
     from trustport.enforcer import DriverExecutor
-    from trustport.lab_attest import post_token
     from trustport.lifecycle import LifecycleService
     from trustport.worker import Worker
+    from trustport_lab.attest import post_token
 
     config = lab.config
     enforcement = Enforcement(config, lab.store)

@@ -3,7 +3,6 @@ certificates, CRLs. Generated at run time with ``cryptography``; private keys ar
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from policy.x509facts import MUD_URL_OID
+from trustport.files import write_private
 
 NO_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 Key = (ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | dsa.DSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -43,14 +43,6 @@ class Issued:
         cert_path.write_bytes(self.cert_pem())
         write_private(key_path, self.key_pem())
         return cert_path, key_path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create or replace a file readable by its owner only (keys, secrets)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def new_key(kind: str = "p256") -> Key:

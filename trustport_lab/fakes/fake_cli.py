@@ -5,7 +5,7 @@ error strings the corresponding netmiko class and our drivers rely on. Device st
 state per port, Junos candidate/running configuration) lives in :class:`DeviceState` objects that the
 tests read and poke directly (the server runs in a background thread of the test process).
 
-Run standalone: ``python tests/fakes/fake_cli.py cisco_ios:13001 juniper_junos:13004 ...``
+Run standalone: ``python -m trustport_lab.fakes.fake_cli cisco_ios:13001 juniper_junos:13004 ...``
 (login admin / fake-pass-123, enable secret fake-enable-456).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import socket
 import sys
 import threading
@@ -51,8 +52,8 @@ class DeviceState:
     vendor: str
     hostname: str
     username: str = "admin"
-    password: str = "fake-pass-123"
-    secret: str = "fake-enable-456"
+    password: str = "fake-pass-123"  # noqa: S105 - the fake switch's own login
+    secret: str = "fake-enable-456"  # noqa: S105
     ports: dict[str, PortState] = field(default_factory=dict)
     vlans: set[int] = field(default_factory=lambda: set(DEFAULT_VLANS))
     commands: list[str] = field(default_factory=list)  # every line received, passwords excluded
@@ -115,7 +116,7 @@ class VendorSession:
         return None
 
 
-class _Conn(asyncssh.SSHServerSession):  # type: ignore[misc]
+class _Conn(asyncssh.SSHServerSession[str]):
     def __init__(self, vendor_session: VendorSession) -> None:
         self.vs = vendor_session
         self.chan: Any = None
@@ -193,7 +194,7 @@ class _Conn(asyncssh.SSHServerSession):  # type: ignore[misc]
         return False
 
 
-class _Server(asyncssh.SSHServer):  # type: ignore[misc]
+class _Server(asyncssh.SSHServer):
     def __init__(self, state: DeviceState, cls: type[VendorSession]) -> None:
         self.state = state
         self.cls = cls
@@ -287,6 +288,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    # run as a script: re-import through the package so the vendor module's relative imports work
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-    __import__("tests.fakes.fake_cli", fromlist=["main"]).main(sys.argv[1:])
+    # under ``python -m`` this file is __main__: run the package's copy, the one the vendor sessions subclass
+    importlib.import_module("trustport_lab.fakes.fake_cli").main(sys.argv[1:])

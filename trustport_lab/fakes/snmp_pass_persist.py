@@ -17,6 +17,7 @@ import fcntl
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 BASE_PORT_IFINDEX = (1, 3, 6, 1, 2, 1, 17, 1, 4, 1, 2)
 PVID = (1, 3, 6, 1, 2, 1, 17, 7, 1, 4, 5, 1, 1)
@@ -29,8 +30,8 @@ PAE_REAUTH = (1, 0, 8802, 1, 1, 1, 1, 1, 2, 1, 5)
 PORTLIST_OCTETS = 8
 
 
-def default_state() -> dict[str, object]:
-    ports = [
+def default_state() -> dict[str, Any]:
+    ports: list[dict[str, Any]] = [
         {"ifIndex": 10101, "ifName": "Gi1/0/1", "bridgePort": 1},
         {"ifIndex": 10105, "ifName": "Gi1/0/5", "bridgePort": 5},
         {"ifIndex": 10106, "ifName": "Gi1/0/6", "bridgePort": 6},
@@ -38,8 +39,9 @@ def default_state() -> dict[str, object]:
     for port in ports:
         port.update(admin=1, bounces=0, reauths=0)
     all_bp = [p["bridgePort"] for p in ports]
-    vlans = {str(v): {"name": "default" if v == 1 else f"VLAN{v:04d}", "egress": [], "untagged": []}
-             for v in (1, 10, 20, 30, 99)}
+    vlans: dict[str, dict[str, Any]] = {
+        str(v): {"name": "default" if v == 1 else f"VLAN{v:04d}", "egress": [], "untagged": []}
+        for v in (1, 10, 20, 30, 99)}
     vlans["1"]["egress"] = list(all_bp)
     vlans["1"]["untagged"] = list(all_bp)
     return {"ports": ports, "pvid": {str(bp): 1 for bp in all_bp}, "vlans": vlans, "sets": 0}
@@ -56,7 +58,7 @@ def decode_portlist(data: bytes) -> list[int]:
     return [i * 8 + b + 1 for i, octet in enumerate(data) for b in range(8) if octet & (0x80 >> b)]
 
 
-def rows(state: dict) -> list[tuple[tuple[int, ...], str, str]]:
+def rows(state: dict[str, Any]) -> list[tuple[tuple[int, ...], str, str]]:
     """All (oid, type, value) the agent serves, sorted."""
     out: list[tuple[tuple[int, ...], str, str]] = []
     for p in state["ports"]:
@@ -95,7 +97,7 @@ def parse_octets(value: str) -> bytes | None:
         return None
 
 
-def do_set(state: dict, oid: tuple[int, ...], typ: str, value: str) -> str:
+def do_set(state: dict[str, Any], oid: tuple[int, ...], typ: str, value: str) -> str:
     ports_by_bp = {p["bridgePort"]: p for p in state["ports"]}
     ports_by_if = {p["ifIndex"]: p for p in state["ports"]}
     head, idx = oid[:-1], oid[-1]
@@ -170,8 +172,9 @@ def main() -> None:
     lock_path = state_path.with_suffix(".lock")
     stdin, stdout = sys.stdin, sys.stdout
 
-    def load() -> dict:
-        return json.loads(state_path.read_text())
+    def load() -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(state_path.read_text())
+        return state
 
     while True:
         line = stdin.readline()

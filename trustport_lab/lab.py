@@ -24,13 +24,14 @@ from policy.text import safe_text
 from policy.x509facts import facts_from_certificate, oneline_dn
 from trustport.cli_base import table
 from trustport.config import load_config
-from trustport.fake_verifier import new_signing_key, write_public_jwk
-from trustport.lab_attest import post_attestations
-from trustport.lab_enforce import StoryRow, apply_radius_vlan, lab_network, run_story
-from trustport.lab_forged import forge
-from trustport.pki import NO_EXPIRY, Issued, crl_pem, issue_device, issue_server, make_ca, make_crl, write_private
+from trustport.files import write_private
 from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.render import render
+from trustport_lab.attest import post_attestations
+from trustport_lab.enforce import StoryRow, apply_radius_vlan, lab_network, run_story
+from trustport_lab.fake_verifier import new_signing_key, write_public_jwk
+from trustport_lab.forged import forge
+from trustport_lab.pki import NO_EXPIRY, Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
 
 SEGMENTS = {"production": 30, "cameras": 40, "restricted": 35, "quarantine": 999}
 
@@ -46,7 +47,7 @@ class Scenario:
     expected: str  # what the lab promises, checked against what happened
     mud_url: str | None = None
     attestation: str | None = None  # EAR status the lab's verifier signs, or "foreign" (another device's key)
-    forge: str | None = None  # a forged certificate (trustport.lab_forged) instead of a genuine one
+    forge: str | None = None  # a forged certificate (trustport_lab.forged) instead of a genuine one
     claims: str | None = None  # the registered LDevID device an impostor poses as
 
 
@@ -226,25 +227,19 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tu
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         echo(f"lab directory: {base}")
-        with lab_network(base) as network:
-            extra = network.extra_config if network is not None else None
-            with Lab(base, datetime.now(UTC), echo, extra) as lab:
-                echo("attestation results posted to the REST API by the lab's verifier:")
-                for line in lab.attestation_rows:
-                    echo(f"  {safe_text(line)}")  # the API's answer quotes the token's reasons
-                rows = []
-                for scenario in SCENARIOS:
-                    result = lab.authenticate(scenario.serial)
-                    if network is not None:
-                        apply_radius_vlan(network, lab.ports[scenario.serial], result.vlan)
-                    rows.append(_row(lab, scenario, result))
-                echo("")
-                echo(format_rows(rows))
-                if network is None:
-                    echo("\n(continuous authorization story skipped: tests/fakes not found; run from the source)")
-                    return rows, []
-                echo("\ncontinuous authorization: devices already on the network change standing")
-                return rows, run_story(lab, network, echo)
+        with lab_network(base) as network, Lab(base, datetime.now(UTC), echo, network.extra_config) as lab:
+            echo("attestation results posted to the REST API by the lab's verifier:")
+            for line in lab.attestation_rows:
+                echo(f"  {safe_text(line)}")  # the API's answer quotes the token's reasons
+            rows = []
+            for scenario in SCENARIOS:
+                result = lab.authenticate(scenario.serial)
+                apply_radius_vlan(network, lab.ports[scenario.serial], result.vlan)
+                rows.append(_row(lab, scenario, result))
+            echo("")
+            echo(format_rows(rows))
+            echo("\ncontinuous authorization: devices already on the network change standing")
+            return rows, run_story(lab, network, echo)
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:

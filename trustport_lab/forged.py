@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from trustport.pki import Issued, issue_device, make_ca
+from trustport_lab.pki import Issued, issue_device, make_ca
 
 VICTIM = "SN-1001"
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from policy.x509facts import spki_der
 from trustport.api import create_app, server_config
-from trustport.fake_verifier import mint
+from trustport_lab.fake_verifier import mint
 
 if TYPE_CHECKING:
-    from trustport.lab import Lab
+    from trustport_lab.lab import Lab
 
 
 class ApiServer:
@@ -66,7 +66,7 @@ class LabVerifier:
 
 
 def post_attestations(lab: Lab) -> list[str]:
-    from trustport.lab import SCENARIOS
+    from trustport_lab.lab import SCENARIOS
 
     verifier = LabVerifier(lab)
     lines = []
