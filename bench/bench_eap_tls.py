@@ -112,9 +112,9 @@ def _token_costs(lab: Lab, runs: int = 300) -> tuple[float, float]:
     """Seconds to verify one EAR token the first time, and when the hook's cache already holds it."""
     from cryptography.hazmat.primitives import serialization
 
-    from policy.attestation_sql import SqlAttestationStore
     from policy.x509facts import spki_der
-    from radius_hooks.attestation_gate import AttestationGate
+    from trustport.services.attestation_gate import AttestationGate
+    from trustport.store.attestation import SqlAttestationStore
     from trustport_lab.fake_verifier import mint
 
     settings = lab.config.hook_settings().attestation

@@ -27,14 +27,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pki_fixtures
 
 from policy.model import DeviceKey, LifecycleState, NetworkContext
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
 from switch_drivers import Target, default_registry
 from tests.pki_fixtures import build_test_pki
-from trustport.config import load_config
 from trustport.enforcement import Enforcement
 from trustport.enforcer import DriverExecutor
 from trustport.lifecycle import LifecycleService
+from trustport.settings.config import load_config
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 from trustport.worker import Worker
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 

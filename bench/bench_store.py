@@ -30,7 +30,7 @@ from policy.model import (
     NetworkContext,
     Outcome,
 )
-from policy.store_sql import SqlDeviceStore
+from trustport.store.sql import SqlDeviceStore
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 

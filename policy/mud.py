@@ -2,7 +2,7 @@
 
 Pure: bytes in; frozen values or a ``MudError`` out. The detached CMS signature and the local file naming are in
 ``policy.mud_signature``; files are fetched out of band by ``trustport.mud_fetch`` and read on the RADIUS path by
-``radius_hooks.mud_lookup``. Parsing is strict because a MUD file comes from outside: unknown match fields, wrong
+``trustport.services.mud_lookup``. Parsing is strict because a MUD file comes from outside: unknown match fields, wrong
 types and oversize files are refused (the device then gets no MUD-derived policy, which the rules treat as "no
 MUD"), and every message names the file and the JSON path of the problem.
 """

@@ -1,6 +1,6 @@
 """The persistence interface policy and the RADIUS hook depend on.
 
-The SQL implementation (SQLite by default, PostgreSQL by URL) lives in ``policy.store_sql``; tests of pure rules
+The SQL implementation (SQLite by default, PostgreSQL by URL) lives in ``trustport.store.sql``; tests of pure rules
 use plain in-memory values instead.
 """
 

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from policy.errors import StoreError
 from policy.model import Decision, NetworkContext, Outcome, RadiusServerRecord
-from policy.sessions_sql import ACCT_KINDS
 from policy.text import safe_text
 from radius_hooks.attributes import (
     Pairs,
@@ -30,8 +29,9 @@ from radius_hooks.attributes import (
     normalise_serial,
     request_pairs,
 )
-from radius_hooks.service import Authorizer, device_label
-from radius_hooks.settings import HookSettings
+from trustport.services.authorize import Authorizer, device_label
+from trustport.settings.hook import HookSettings
+from trustport.store.sessions import ACCT_KINDS
 
 ReplyPairs = tuple[tuple[str, str, str], ...]
 DEDUP_SECONDS = 30.0
@@ -157,7 +157,7 @@ class Hook:
 
     def instantiate(self, config: Any) -> int:
         """Load settings, anchors, CRLs and open the registry. Returns 0, or -1 to stop radiusd from starting."""
-        for name in ("policy", "radius_hooks"):  # one hook per radiusd: the latest instance gets the records
+        for name in ("policy", "radius_hooks", "trustport"):  # one hook per radiusd: the latest instance gets the records
             logger = logging.getLogger(name)
             for old in [h for h in logger.handlers if isinstance(h, RadlogHandler)]:
                 logger.removeHandler(old)
@@ -258,7 +258,7 @@ class Hook:
         stamp = _stamp(self._watched)
         old = self.authorizer
         try:
-            from trustport.config import load_config  # the app's loader: only imported when there is a YAML
+            from trustport.settings.config import load_config  # the app's loader: only imported when there is a YAML
 
             config = load_config(path)
             settings = config.hook_settings()

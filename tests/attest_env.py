@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from policy.model import DeviceKey, DeviceRecord, LifecycleState
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate, spki_der
 from tests.pki_fixtures import DevicePki
-from trustport.config import TrustportConfig, load_config
+from trustport.settings.config import TrustportConfig, load_config
+from trustport.store.sql import SqlDeviceStore
 from trustport_lab.fake_verifier import SigningKey, new_signing_key, write_public_jwk
 
 API_TOKEN = "api-token-" + "x" * 30

@@ -13,11 +13,11 @@ from typing import Any
 import yaml
 
 from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from tests.pki_fixtures import DevicePki
-from trustport.config import TrustportConfig, load_config
+from trustport.settings.config import TrustportConfig, load_config
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 from trustport_lab.fakes.coa_nas import CoaNas
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 

@@ -35,10 +35,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from policy.attestation import TokenRejected
 from policy.errors import AttestationError, CertificateError, DeviceNotFound, StoreError
-from policy.store_sql import SqlDeviceStore
-from radius_hooks.trust import TrustMaterial
 from trustport.attest import AttestationService, InvalidDeviceRef
-from trustport.config import TrustportConfig
+from trustport.services.trust import TrustMaterial
+from trustport.settings.config import TrustportConfig
+from trustport.store.sql import SqlDeviceStore
 
 MAX_BODY_BYTES = 256 * 1024
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})

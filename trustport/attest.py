@@ -26,17 +26,17 @@ from policy.attestation import (
     token_hash,
     verify_signature,
 )
-from policy.attestation_sql import SqlAttestationStore
 from policy.certificates import check_binding as check_certificate_binding
 from policy.certificates import find_anchor
 from policy.errors import AttestationError, CertificateError, DeviceNotFound
 from policy.model import CertificateFacts, DeviceKey, DeviceRecord
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import load_pem_certificates
-from radius_hooks.attestation_gate import AttestationSettings
-from radius_hooks.trust import TrustMaterial
 from trustport.chain import pem_facts
 from trustport.devices import resolve_device
+from trustport.services.attestation_gate import AttestationSettings
+from trustport.services.trust import TrustMaterial
+from trustport.store.attestation import SqlAttestationStore
+from trustport.store.sql import SqlDeviceStore
 
 MAX_DEVICE_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 MAX_DEVICE_REF = 128

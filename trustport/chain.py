@@ -22,7 +22,7 @@ from cryptography.x509.verification import (
 
 from policy.model import CertificateFacts, Check
 from policy.x509facts import facts_from_certificate
-from radius_hooks.trust import TrustMaterial
+from trustport.services.trust import TrustMaterial
 
 MAX_INTERMEDIATES = 1  # FreeRADIUS verify_depth = 1 (trustport/freeradius/templates/mods-enabled/eap)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from policy.attestation import TokenRejected
-from policy.store_sql import SqlDeviceStore
-from radius_hooks.trust import TrustMaterial
 from trustport import cli_base
 from trustport.attest import AttestationService
 from trustport.cli_base import config_option
-from trustport.config import TrustportConfig, load_config
+from trustport.services.trust import TrustMaterial
+from trustport.settings.config import TrustportConfig, load_config
+from trustport.store.sql import SqlDeviceStore
 
 MAX_TOKEN_FILE = 256 * 1024
 

@@ -12,15 +12,15 @@ from policy.decide import SegmentRules
 from policy.dn import DnError, canonical_dn, canonical_serial
 from policy.errors import CertificateError, IdentityError, TrustportError
 from policy.lifecycle import ACTIONS, Action
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import CertificateFacts, CertKind, DeviceKey, DeviceRecord, LifecycleState
-from policy.store_sql import SqlDeviceStore
 from policy.text import safe_text
 from trustport import cli_base
 from trustport.cli_base import config_option
 from trustport.cli_decide import authorizer_for, decide_command, evaluate_pem, read_certificates
-from trustport.config import check_config, load_config
 from trustport.devices import resolve_device
+from trustport.settings.config import check_config, load_config
+from trustport.store.lifecycle import SqlLifecycleStore
+from trustport.store.sql import SqlDeviceStore
 
 
 @click.group("config")
@@ -64,8 +64,8 @@ def policy_check(file: Path | None, as_json: bool, explain: bool, config_file: P
 
     Lists the rules that admit unregistered devices (their ``state:`` names unknown or pending)."""
     from policy.policy_doc import document_from_rules
-    from radius_hooks.settings import policy_revision
-    from trustport.config import check_policy_file
+    from trustport.settings.config import check_policy_file
+    from trustport.settings.hook import policy_revision
 
     if file is not None:
         rules, problems = check_policy_file(file)
@@ -162,18 +162,28 @@ def radius_group() -> None:
 @radius_group.command("render")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="raddb directory to write")
-@click.option("--check/--no-check", default=True, help="run 'freeradius -XC' on the result")
+@click.option("--check/--no-check", default=True,
+              help="check that radius.run_as_user can read/write what radiusd needs, and run 'freeradius -XC'")
 def radius_render(config_file: Path, out: Path, check: bool) -> None:
     """Write a runnable FreeRADIUS raddb directory from the trustport config."""
     from trustport.radiusd import RadiusServer
-    from trustport.render import render, site_packages
+    from trustport.render import permission_problems, render, site_packages
 
     config = load_config(config_file)
     written = render(config, out)
     click.echo(f"wrote {len(written)} files to {out}")
     if check:
-        RadiusServer(out.resolve(), out / "log" / "check.log").check()
-        click.echo("freeradius -XC: configuration OK")
+        problems = permission_problems(config, out)
+        try:
+            RadiusServer(out.resolve(), out / "log" / "check.log").check()
+        except TrustportError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise click.ClickException(f"{len(problems)} problem(s) in {out}: radiusd would refuse to start, "
+                                       "or start and reject every device:\n  " + "\n  ".join(problems))
+        click.echo("freeradius -XC: configuration OK" + (
+            f"; user {config.radius.run_as_user} can read and write what radiusd needs"
+            if config.radius.run_as_user else ""))
     click.echo(f"start it with: PYTHONPATH={site_packages()} freeradius -d {out.resolve()}")
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from policy.store_sql import RegistryHealth, SqlDeviceStore
 from trustport import cli_base
 from trustport.cli_base import config_option
-from trustport.config import load_config
+from trustport.settings.config import load_config
+from trustport.store.sql import RegistryHealth, SqlDeviceStore
 
 
 @click.group("db")

@@ -18,7 +18,7 @@ from policy.text import safe_text
 from policy.x509facts import load_pem_certificates
 from trustport import cli_base
 from trustport.cli_base import config_option
-from trustport.config import TrustportConfig, load_config
+from trustport.settings.config import TrustportConfig, load_config
 
 MAX_CERT_BYTES = 256 * 1024
 
@@ -40,7 +40,7 @@ def read_certificate(path: Path) -> x509.Certificate:
 
 
 def authorizer_for(config: TrustportConfig) -> Any:
-    from radius_hooks.service import Authorizer
+    from trustport.services.authorize import Authorizer
 
     return Authorizer.from_settings(config.hook_settings())
 
@@ -52,7 +52,7 @@ class PemEvaluation:
     facts: CertificateFacts | None
     checks: tuple[Check, ...]
     decision: Decision
-    result: Any = None  # radius_hooks.service.AuthResult when the facts could be read
+    result: Any = None  # trustport.services.authorize.AuthResult when the facts could be read
 
     @property
     def valid(self) -> bool:

@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from policy.queue_sql import SqlJobQueue
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
 from trustport import cli_base
 from trustport.cli_base import config_option
-from trustport.config import load_config
+from trustport.settings.config import load_config
+from trustport.store.queue import SqlJobQueue
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 
 
 @click.command("worker")

@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 
 from policy.revision import revision_of
-from policy.store_sql import SqlDeviceStore
 from trustport import cli_base
 from trustport.cli_base import config_option
-from trustport.config import load_config
+from trustport.settings.config import load_config
+from trustport.store.sql import SqlDeviceStore
 
 
 @click.command("status")

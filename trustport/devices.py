@@ -5,7 +5,7 @@ from __future__ import annotations
 from policy.dn import DnError, canonical_serial
 from policy.errors import DeviceNotFound
 from policy.model import DeviceRecord
-from policy.store_sql import SqlDeviceStore
+from trustport.store.sql import SqlDeviceStore
 
 MAX_DEVICE_ID = 2**63 - 1
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from policy.attestation_sql import SqlAttestationStore
 from policy.enforcement import NasBinding, PlanningError, SessionView, find_binding, plan_for
 from policy.model import Decision, DeviceRecord, NetworkContext, PlacementInput
-from policy.queue_sql import Job, SqlJobQueue
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
-from radius_hooks.service import PlacementService, attestation_gate, mud_lookup
-from trustport.config import TrustportConfig
+from trustport.services.authorize import PlacementService, attestation_gate, mud_lookup
+from trustport.settings.config import TrustportConfig
+from trustport.store.attestation import SqlAttestationStore
+from trustport.store.queue import Job, SqlJobQueue
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 from trustport.worker import WorkerSettings
 
 

@@ -26,13 +26,13 @@ from datetime import datetime
 from policy.enforcement import Plan, PlanningError, SessionView, find_binding, plan_for
 from policy.errors import DeviceNotFound, TrustportError
 from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
-from policy.lifecycle_sql import DeviceStanding, LifecycleEvent, SqlLifecycleStore
 from policy.model import Decision, DeviceRecord
-from policy.queue_sql import SqlJobQueue
-from policy.store_sql import SqlDeviceStore
-from trustport.config import TrustportConfig
 from trustport.devices import resolve_device
 from trustport.enforcement import Enforcement, Queued
+from trustport.settings.config import TrustportConfig
+from trustport.store.lifecycle import DeviceStanding, LifecycleEvent, SqlLifecycleStore
+from trustport.store.queue import SqlJobQueue
+from trustport.store.sql import SqlDeviceStore
 
 ENFORCEMENT_OFF = ("enforcement is not configured (no 'enforcement:' section): connected ports are not moved; "
                    "the device gets its new placement when it next authenticates")

@@ -12,8 +12,8 @@ from pathlib import Path
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from radius_hooks.mud_lookup import MudLookup
-from radius_hooks.mud_lookup import load_signers as load_signer_files
+from trustport.services.mud_lookup import MudLookup
+from trustport.services.mud_lookup import load_signers as load_signer_files
 
 
 class MudConfig(BaseModel):

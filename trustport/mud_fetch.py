@@ -3,7 +3,7 @@
 This is the I/O edge of ``policy.mud``: it returns bytes, and the caller verifies
 (``policy.mud_signature.load_mud``). It opens sockets and reads the clock, so it lives in the app and never runs
 on the RADIUS path: ``trustport mud fetch`` fills the local directory ahead of time, and
-``radius_hooks.mud_lookup`` reads only that. The local naming rules are ``policy.mud_signature.local_file_names``
+``trustport.services.mud_lookup`` reads only that. The local naming rules are ``policy.mud_signature.local_file_names``
 and ``local_signature_name``.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import radius_hooks
 from policy.errors import ConfigError
-from trustport.config import TrustportConfig
+from trustport.settings.config import TrustportConfig
 from trustport.files import write_private
 
 # TLS 1.2 SignatureScheme names (OpenSSL): what a client may sign its CertificateVerify with.

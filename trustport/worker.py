@@ -1,7 +1,7 @@
 """``trustport worker``: takes enforcement jobs from the database and applies them, one switch at a time.
 
 Crash-safe by construction: the job's completed-step counter and lease live in the database (see
-``policy.queue_sql``); a worker that dies mid-job leaves it to be resumed by the next one when the lease expires.
+``trustport.store.queue``); a worker that dies mid-job leaves it to be resumed by the next one when the lease expires.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from policy.enforcement import PermanentStepError, StepExecutor, TransientStepError, not_before
-from policy.queue_sql import Job, LeaseLost, SqlJobQueue
+from trustport.store.queue import Job, LeaseLost, SqlJobQueue
 
 
 @dataclass(frozen=True)

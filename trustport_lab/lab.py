@@ -19,14 +19,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from policy.model import DeviceKey, LifecycleState
-from policy.store_sql import SqlDeviceStore
 from policy.text import safe_text
 from policy.x509facts import facts_from_certificate, oneline_dn
 from trustport.cli_base import table
-from trustport.config import load_config
 from trustport.files import write_private
 from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.render import render
+from trustport.settings.config import load_config
+from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations
 from trustport_lab.enforce import StoryRow, apply_radius_vlan, lab_network, run_story
 from trustport_lab.fake_verifier import new_signing_key, write_public_jwk

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from policy.model import Outcome
-from policy.queue_sql import SqlJobQueue
-from policy.sessions_sql import SqlSessionStore
 from trustport.cli import cli
+from trustport.store.queue import SqlJobQueue
+from trustport.store.sessions import SqlSessionStore
 from trustport_lab.attest import post_token
 from trustport_lab.enforce import LabNetwork, apply_radius_vlan, lab_network
 from trustport_lab.lab import Lab

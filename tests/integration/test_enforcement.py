@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from policy.queue_sql import SqlJobQueue
 from tests.enforce_env import ENV, EnforceEnv, coa_nas, fake_switch
 from tests.pki_fixtures import DevicePki
 from trustport.enforcer import DriverExecutor
 from trustport.lifecycle import LifecycleService
+from trustport.store.queue import SqlJobQueue
 from trustport.worker import Worker, WorkerSettings
 from trustport_lab.fakes.fake_cli import free_tcp_port
 

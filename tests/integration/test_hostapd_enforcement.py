@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from policy.model import Outcome
-from policy.sessions_sql import SqlSessionStore
 from tests.support.netns import EAP_FAILURE, EAP_SUCCESS, Supplicant, WiredNas
 from trustport.enforcement import Enforcement
 from trustport.enforcer import DriverExecutor
 from trustport.lifecycle import LifecycleService
 from trustport.radiusd import free_port
+from trustport.store.sessions import SqlSessionStore
 from trustport.worker import Worker
 from trustport_lab.lab import Lab
 

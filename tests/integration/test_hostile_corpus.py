@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography import x509
 
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import CertKind, DeviceKey, LifecycleState
-from policy.sql_schema import devices
 from policy.x509facts import facts_from_certificate, oneline_dn
 from tests.hostile_corpus import CASE_NAMES, VICTIM, HostileCase, build_corpus
 from trustport.cli import cli
 from trustport.radiusd import EapolResult, run_eapol, write_eapol_conf
+from trustport.store.lifecycle import SqlLifecycleStore
+from trustport.store.schema import devices
 from trustport_lab.lab import SEGMENTS, Lab
 from trustport_lab.pki import make_ca
 

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import LifecycleState
-from policy.store_sql import SqlDeviceStore
 from tests.enforce_env import EnforceEnv
 from tests.pki_fixtures import DevicePki
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
@@ -27,6 +25,8 @@ from tests.unit.test_lifecycle_atomic import (
     snapshot,
 )
 from trustport.lifecycle import LifecycleService
+from trustport.store.lifecycle import SqlLifecycleStore
+from trustport.store.sql import SqlDeviceStore
 
 pytestmark = pytest.mark.integration
 S = LifecycleState

@@ -19,7 +19,7 @@ from policy.model import DeviceKey
 from policy.revision import revision_of
 from policy.x509facts import facts_from_certificate
 from trustport.cli import cli
-from trustport.config import load_config
+from trustport.settings.config import load_config
 from trustport_lab import lab as lab_module
 from trustport_lab.lab import Lab
 

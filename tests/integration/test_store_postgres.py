@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from policy.errors import StoreError
-from policy.store_sql import SqlDeviceStore
 from tests.support.postgres import PostgresServer, PostgresUnavailable, free_port, running_postgres
 from tests.support.store_contract import KEY, StoreContract
+from trustport.store.sql import SqlDeviceStore
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import pytest
 from policy.certificates import RevocationPolicy
 from policy.decide import SegmentRules
 from policy.model import CertKind
-from policy.store_sql import SqlDeviceStore
 from radius_hooks.hook import Hook
-from radius_hooks.settings import AnchorFile, HookSettings
 from tests.pki_fixtures import NOW, DevicePki
 from tests.radius_pairs import freeradius_pairs
+from trustport.settings.hook import AnchorFile, HookSettings
+from trustport.store.sql import SqlDeviceStore
 
 REJECT, OK, UPDATED, NOOP, FAIL = 0, 2, 8, 7, 1
 

@@ -16,15 +16,15 @@ from click.testing import CliRunner
 
 from policy.enforcement import SessionView
 from policy.model import DeviceKey, DeviceRecord, LifecycleState
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from radius_hooks.hook import Hook
 from tests.radius_pairs import freeradius_pairs
 from tests.support.hook_env import REJECT, UPDATED, FakeRadiusd
 from trustport.cli import cli
-from trustport.config import TrustportConfig, load_config
 from trustport.enforcement import Enforcement
+from trustport.settings.config import TrustportConfig, load_config
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 from trustport_lab.pki import Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "policy.md"

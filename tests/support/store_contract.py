@@ -29,7 +29,7 @@ from policy.model import (
     Outcome,
 )
 from policy.store import DeviceStore
-from policy.store_sql import SCHEMA_VERSION, SqlDeviceStore
+from trustport.store.sql import SCHEMA_VERSION, SqlDeviceStore
 
 NOW = datetime(2026, 11, 27, 3, 30, 15, 123456, tzinfo=UTC)
 ISSUER = "/C=DE/O=Acme Devices/CN=Acme IDevID CA"

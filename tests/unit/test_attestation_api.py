@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from policy.attestation_sql import SqlAttestationStore
 from policy.errors import StoreError
 from policy.model import LifecycleState
 from tests.attest_env import API_TOKEN, AttestEnv
 from trustport.api import create_app
 from trustport.attest import InvalidDeviceRef, check_device_ref
+from trustport.store.attestation import SqlAttestationStore
 from trustport_lab.fake_verifier import ear_claims, mint, new_signing_key, sign
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from policy.attestation import Tier
 from policy.model import CertificateFacts, Outcome
 from policy.x509facts import facts_from_certificate
-from radius_hooks.service import Authorizer
-from radius_hooks.trust import TrustMaterial
 from tests.attest_env import AttestEnv
 from trustport.attest import AttestationService
 from trustport.cli import cli
+from trustport.services.authorize import Authorizer
+from trustport.services.trust import TrustMaterial
 from trustport_lab.fake_verifier import mint
 
 NOW = datetime.now(UTC).replace(microsecond=0)

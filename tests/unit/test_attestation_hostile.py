@@ -24,17 +24,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from policy.attestation import IETF_PROFILE, VERAISON_PROFILE, StoredAttestation, Tier, TokenRejected, token_hash
-from policy.attestation_sql import SqlAttestationStore
 from policy.model import DeviceRecord
-from policy.sql_schema import attestation_results, attestation_seen
 from policy.x509facts import facts_from_certificate
-from radius_hooks.attestation_gate import AttestationGate
-from radius_hooks.trust import TrustMaterial
 from tests.attest_env import API_TOKEN, AttestEnv, make_env
 from tests.pki_fixtures import DevicePki
 from trustport.api import create_app
 from trustport.attest import AttestationService
 from trustport.cli import cli
+from trustport.services.attestation_gate import AttestationGate
+from trustport.services.trust import TrustMaterial
+from trustport.store.attestation import SqlAttestationStore
+from trustport.store.schema import attestation_results, attestation_seen
 from trustport_lab.fake_verifier import ear_claims, sign
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -10,10 +10,10 @@ import pytest
 from policy.certificates import CrlInfo, RevocationPolicy, validate_certificate
 from policy.model import CertificateFacts, CertKind, KeyInfo
 from policy.x509facts import facts_from_certificate
-from radius_hooks.settings import AnchorFile
-from radius_hooks.trust import TrustMaterial
 from tests.pki_fixtures import NOW, DevicePki, sha1_signed_device
 from trustport.chain import pem_facts
+from trustport.services.trust import TrustMaterial
+from trustport.settings.hook import AnchorFile
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import yaml
 
 from policy.errors import ConfigError
 from tests.pki_fixtures import DevicePki
-from trustport.config import Secret, check_config, load_config
+from trustport.settings.config import Secret, check_config, load_config
 
 SECRET = "s3cr3t-shared-secret-value"
 
@@ -229,7 +229,7 @@ def test_attestation_placement_mistakes(pki: DevicePki, tmp_path: Path, extra: d
 def test_hook_settings_round_trip_through_pydantic(pki: DevicePki, tmp_path: Path) -> None:
     import json
 
-    from radius_hooks.settings import HookSettings
+    from trustport.settings.hook import HookSettings
 
     data = good_config(pki)
     data["database"] = {"url": "postgresql://tp@db.example/tp", "password": "pg-secret-123"}

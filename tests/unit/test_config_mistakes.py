@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from tests.pki_fixtures import DevicePki
 from trustport.cli import cli
-from trustport.config import check_config, load_config
+from trustport.settings.config import check_config, load_config
 
 BASE = """\
 radius:

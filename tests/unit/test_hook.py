@@ -193,7 +193,7 @@ def test_python_logging_inside_radiusd_reaches_radlog_escaped(hook: tuple[Hook, 
     import logging
 
     _instance, radiusd = hook
-    logging.getLogger("radius_hooks.mud_lookup").warning("MUD lookup for %s failed", "https://x/\x1b[2J\nfake")
+    logging.getLogger("trustport.services.mud_lookup").warning("MUD lookup for %s failed", "https://x/\x1b[2J\nfake")
     level, line = radiusd.lines[-1]
     assert level == radiusd.L_WARN and "MUD lookup for https://x/" in line
     assert "\x1b" not in line and "\n" not in line
@@ -231,7 +231,7 @@ def _edit(env: Any, production: Any) -> None:
 
 def test_hook_picks_up_an_edited_policy_without_re_render(tmp_path: Any) -> None:
     from policy.revision import revision_of
-    from trustport.config import load_config
+    from trustport.settings.config import load_config
 
     env = _reload_env(tmp_path)
     try:

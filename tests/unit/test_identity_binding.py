@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import CertKind, DeviceKey, LifecycleState, Outcome
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
 from tests.radius_pairs import freeradius_pairs
 from tests.support.hook_env import REJECT, UPDATED, FakeRadiusd
+from trustport.store.lifecycle import SqlLifecycleStore
+from trustport.store.sql import SqlDeviceStore
 from trustport_lab.pki import Issued, issue_device
 
 ISSUER = "/C=DE/O=Example Site/CN=Site LDevID CA"

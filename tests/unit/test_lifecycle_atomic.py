@@ -19,18 +19,18 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from policy.errors import TrustportError
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import DeviceKey, DeviceRecord, LifecycleState, NetworkContext
-from policy.queue_sql import SqlJobQueue
-from policy.sessions_sql import SqlSessionStore
-from policy.sql_schema import denied_certificates, devices, enforcement_jobs, lifecycle_events, sessions
-from policy.store_sql import SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv, make_env
 from tests.enforce_env import EnforceEnv
 from tests.pki_fixtures import DevicePki
 from trustport.cli import cli
 from trustport.lifecycle import ENFORCEMENT_OFF, LifecycleService
+from trustport.store.lifecycle import SqlLifecycleStore
+from trustport.store.queue import SqlJobQueue
+from trustport.store.schema import denied_certificates, devices, enforcement_jobs, lifecycle_events, sessions
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MAC = "02-00-00-00-20-01"

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from policy.lifecycle import TransitionRefused
-from policy.lifecycle_sql import SqlLifecycleStore
 from policy.model import LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate
-from radius_hooks.service import Authorizer
 from tests.attest_env import AttestEnv, make_env
 from tests.pki_fixtures import DevicePki
 from trustport.cli import cli
 from trustport.lifecycle import LifecycleService
+from trustport.services.authorize import Authorizer
+from trustport.store.lifecycle import SqlLifecycleStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -68,7 +68,7 @@ def test_cli_bulk_action_reports_each_device(env: AttestEnv) -> None:
 
 
 def test_deny_list_cache_rereads_after_its_ttl() -> None:
-    from radius_hooks.service import DenyList
+    from trustport.services.authorize import DenyList
 
     loads = []
     index: dict[tuple[str, str], str] = {}

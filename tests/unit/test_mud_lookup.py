@@ -16,9 +16,9 @@ import pytest
 from policy.errors import ConfigError
 from policy.mud import MAX_MUD_BYTES, MudClass
 from policy.mud_signature import local_file_names, local_signature_name
-from radius_hooks import mud_lookup
-from radius_hooks.mud_lookup import MudLookup, MudLookupResult, MudLookupStatus, load_signers
 from tests.unit.test_mud import encode, lightbulb, sign
+from trustport.services import mud_lookup
+from trustport.services.mud_lookup import MudLookup, MudLookupResult, MudLookupStatus, load_signers
 from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -225,7 +225,7 @@ def test_never_raises(tmp_path: Path, signing: dict[str, Issued], monkeypatch: p
         raise RuntimeError("boom")
 
     monkeypatch.setattr(mud_lookup, "load_mud", broken)
-    with caplog.at_level(logging.ERROR, logger="radius_hooks.mud_lookup"):
+    with caplog.at_level(logging.ERROR, logger="trustport.services.mud_lookup"):
         result = lookup(tmp_path, signing).hint(URL, NOW)
     assert result == MudLookupResult(None, f"{URL}: internal error in the MUD lookup (RuntimeError: boom); see the log",
                                      MudLookupStatus.ERROR)

@@ -23,7 +23,6 @@ from click.testing import CliRunner
 
 from policy.errors import StoreError
 from policy.model import CertKind, DecisionLogEntry, DeviceKey, LifecycleState, Outcome
-from policy.store_sql import SQLITE_APPLICATION_ID, RegistryState, SqlDeviceStore
 from policy.x509facts import facts_from_certificate
 from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
@@ -41,6 +40,7 @@ from tests.support.registry_damage import (
 )
 from tests.support.store_contract import KEY, entry, facts_for
 from trustport.cli import cli
+from trustport.store.sql import SQLITE_APPLICATION_ID, RegistryState, SqlDeviceStore
 
 OPERATIONAL = LifecycleState.OPERATIONAL
 NEW = DeviceKey("/CN=x", "SN-NEW")

@@ -14,13 +14,13 @@ import yaml
 from click.testing import CliRunner, Result
 
 from policy.model import DecisionLogEntry, DeviceKey, LifecycleState, NetworkContext, Outcome
-from policy.sessions_sql import SqlSessionStore
-from policy.store_sql import SqlDeviceStore
 from policy.text import safe_text
 from tests.pki_fixtures import DevicePki
 from trustport import cli_base
 from trustport.cli import cli
-from trustport.config import load_config
+from trustport.settings.config import load_config
+from trustport.store.sessions import SqlSessionStore
+from trustport.store.sql import SqlDeviceStore
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CLEAR = "\x1b[2J\x1b[31m"
@@ -244,5 +244,5 @@ def test_cli_logging_goes_through_the_safe_formatter(monkeypatch: pytest.MonkeyP
     cli_base.install_safe_logging()
     assert isinstance(root.handlers[0].formatter, SafeFormatter)
     url = f"https://x/{CLEAR}\nforged"
-    logging.getLogger("radius_hooks.mud_lookup").warning("MUD lookup for %s failed", url)
-    assert capsys.readouterr().err == f"WARNING radius_hooks.mud_lookup: MUD lookup for {safe_text(url)} failed\n"
+    logging.getLogger("trustport.services.mud_lookup").warning("MUD lookup for %s failed", url)
+    assert capsys.readouterr().err == f"WARNING trustport.services.mud_lookup: MUD lookup for {safe_text(url)} failed\n"

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from policy.errors import StoreError
 from policy.model import CertKind, LifecycleState
-from policy.store_sql import SqlDeviceStore, normalize_fingerprint
 from tests.support.store_contract import KEY, NOW, StoreContract, facts_for
+from trustport.store.sql import SqlDeviceStore, normalize_fingerprint
 
 
 class SqliteBackend:

@@ -23,10 +23,10 @@ from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
 from policy.policy_doc import policy_problems
 from policy.rules import RuleError
-from radius_hooks.attestation_gate import AttestationSettings
-from radius_hooks.settings import AnchorFile, HookSettings, MudSettings
-from trustport import safe_yaml
 from trustport.mud_config import MudConfig
+from trustport.services.attestation_gate import AttestationSettings
+from trustport.settings import safe_yaml
+from trustport.settings.hook import AnchorFile, HookSettings, MudSettings
 
 MAX_CONFIG_BYTES = safe_yaml.MAX_BYTES
 MAX_SECRET_BYTES = 64 * 1024
@@ -551,8 +551,8 @@ def _server_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem
 def _file_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:
     """Checks that need the file system: referenced files are regular files, parse, and have the right role."""
 
-    from radius_hooks.settings import AnchorFile
-    from radius_hooks.trust import load_anchors
+    from trustport.services.trust import load_anchors
+    from trustport.settings.hook import AnchorFile
 
     file = where.default[0]
     specs, anchors_ok = [], True

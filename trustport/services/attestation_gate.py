@@ -23,9 +23,9 @@ from policy.attestation import (
     parse_claims,
     verify_signature,
 )
-from policy.attestation_sql import SqlAttestationStore
 from policy.errors import AttestationError
 from policy.model import CertificateFacts, DeviceRecord
+from trustport.store.attestation import SqlAttestationStore
 
 
 @dataclass(frozen=True)

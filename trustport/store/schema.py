@@ -101,7 +101,7 @@ decision_log = sa.Table(
     sa.Column("vlan", sa.Integer),
     sa.Column("segment", sa.Text),
     sa.Column("reasons", sa.Text, nullable=False),  # JSON array of strings
-    sa.Column("policy_revision", sa.String(64), nullable=True),  # added later (store_sql._ADDED_COLUMNS)
+    sa.Column("policy_revision", sa.String(64), nullable=True),  # added later (trustport.store.sql._ADDED_COLUMNS)
     sa.Index("ix_decision_log_time", "time"),
     sa.Index("ix_decision_log_device_time", "device_id", "time"),
 )

@@ -30,12 +30,12 @@ from policy.model import (
 )
 from policy.mud import MudHint
 from policy.revision import revision_of
-from policy.sessions_sql import SqlSessionStore
 from policy.store import DeviceStore
-from radius_hooks.attestation_gate import AttestationGate
-from radius_hooks.mud_lookup import MudLookup, load_signers
-from radius_hooks.settings import HookSettings
-from radius_hooks.trust import TrustMaterial
+from trustport.services.attestation_gate import AttestationGate
+from trustport.services.mud_lookup import MudLookup, load_signers
+from trustport.services.trust import TrustMaterial
+from trustport.settings.hook import HookSettings
+from trustport.store.sessions import SqlSessionStore
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def attestation_gate(settings: HookSettings, store: Any) -> AttestationGate | No
     # also without attestation placement: a rule may still match on `attestation:`
     if settings.attestation is None:
         return None
-    from policy.attestation_sql import SqlAttestationStore
+    from trustport.store.attestation import SqlAttestationStore
 
     return AttestationGate(settings.attestation, SqlAttestationStore(store))
 
@@ -179,8 +179,8 @@ class Authorizer:
     def from_settings(cls, settings: HookSettings, store: Any = None) -> Authorizer:
         """Everything these settings describe; ``store`` (a SqlDeviceStore) is reused when given (a policy reload
         on the same registry), else opened from ``settings.database_url``."""
-        from policy.lifecycle_sql import SqlLifecycleStore
-        from policy.store_sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
+        from trustport.store.lifecycle import SqlLifecycleStore
+        from trustport.store.sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
 
         trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
         store = store if store is not None else SqlDeviceStore(settings.database_url)

@@ -39,7 +39,7 @@ from policy.errors import ConfigError
 from policy.model import CertKind
 from policy.policy_doc import build_segment_rules, document_from_rules
 from policy.rules import RuleError
-from radius_hooks.attestation_gate import AttestationSettings
+from trustport.services.attestation_gate import AttestationSettings
 
 SETTINGS_VERSION = 2
 if TYPE_CHECKING:  # callers pass the URL as a str; pydantic keeps it as a SecretStr

@@ -52,7 +52,7 @@ from policy.model import (
     RadiusServerRecord,
     VerifiedCertificate,
 )
-from policy.sql_schema import (
+from trustport.store.schema import (
     UtcDateTime,
     decision_log,
     device_certificates,

@@ -20,7 +20,7 @@ from policy.certificates import CrlInfo, TrustAnchor
 from policy.errors import CertificateError
 from policy.model import CertKind
 from policy.x509facts import format_serial, load_pem_certificates, oneline_dn
-from radius_hooks.settings import AnchorFile
+from trustport.settings.hook import AnchorFile
 
 log = logging.getLogger(__name__)
 CRL_SUFFIXES = (".crl", ".pem", ".der")

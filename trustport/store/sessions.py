@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection, Row
 
 from policy.enforcement import SessionView
 from policy.model import NetworkContext
-from policy.sql_schema import sessions
-from policy.store_sql import SqlDeviceStore
+from trustport.store.schema import sessions
+from trustport.store.sql import SqlDeviceStore
 
 ACCT_KINDS = frozenset({"Start", "Interim-Update", "Stop", "Accounting-On", "Accounting-Off"})
 

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Row
 
 from policy.attestation import StoredAttestation, Tier, TokenRejected
 from policy.errors import StoreError
-from policy.sql_schema import attestation_nonces, attestation_results, attestation_seen, reevaluations
-from policy.store_sql import SqlDeviceStore
+from trustport.store.schema import attestation_nonces, attestation_results, attestation_seen, reevaluations
+from trustport.store.sql import SqlDeviceStore
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 
 from policy.errors import DeviceNotFound, StoreError
 from policy.model import LifecycleState
-from policy.sql_schema import denied_certificates, devices, lifecycle_events, sessions
-from policy.store_sql import SqlDeviceStore
+from trustport.store.schema import denied_certificates, devices, lifecycle_events, sessions
+from trustport.store.sql import SqlDeviceStore
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from policy.enforcement import Plan
-from policy.sql_schema import enforcement_jobs as jobs
-from policy.store_sql import SqlDeviceStore
+from trustport.store.schema import enforcement_jobs as jobs
+from trustport.store.sql import SqlDeviceStore
 
 _CLAIM_LOCK = 0x7470_6A6F_6273  # PostgreSQL advisory lock id ("tpjobs")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
