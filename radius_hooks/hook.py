@@ -157,7 +157,7 @@ class Hook:
 
     def instantiate(self, config: Any) -> int:
         """Load settings, anchors, CRLs and open the registry. Returns 0, or -1 to stop radiusd from starting."""
-        for name in ("policy", "radius_hooks", "trustport"):  # one hook per radiusd: the latest instance gets the records
+        for name in ("policy", "radius_hooks", "trustport"):  # one hook per radiusd: the latest gets them
             logger = logging.getLogger(name)
             for old in [h for h in logger.handlers if isinstance(h, RadlogHandler)]:
                 logger.removeHandler(old)

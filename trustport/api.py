@@ -15,7 +15,6 @@ the request back; a database outage is 503 with Retry-After, never 500.
 # ``authenticated`` dependency could not be found from a string).
 import asyncio
 import hmac
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,10 +34,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from policy.attestation import TokenRejected
 from policy.errors import AttestationError, CertificateError, DeviceNotFound, StoreError
-from trustport.attest import AttestationService, InvalidDeviceRef
-from trustport.services.trust import TrustMaterial
+from trustport.app import App
+from trustport.attest import InvalidDeviceRef
 from trustport.settings.config import TrustportConfig
-from trustport.store.sql import SqlDeviceStore
 
 MAX_BODY_BYTES = 256 * 1024
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
@@ -275,10 +273,9 @@ def create_app(config: TrustportConfig, clock: Callable[[], datetime] = lambda: 
         raise AttestationError("the REST API is not configured: add an 'api:' section with at least one token")
     limits = limits or ApiLimits()
     tokens = [(t.name, t.secret.reveal().encode()) for t in config.api.tokens]
-    settings = config.hook_settings()
-    store = SqlDeviceStore(settings.database_url)
-    trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
-    service = AttestationService(settings.attestation, store, trust)
+    root = App(config)
+    store = root.store
+    service = root.attestation
     app = FastAPI(title="trustport", version="0.1.0",
                   description="Trusted network-layer onboarding: attestation results and device standing.")
     install_problem_handlers(app)

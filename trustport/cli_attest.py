@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from policy.attestation import TokenRejected
 from trustport import cli_base
+from trustport.app import App
 from trustport.attest import AttestationService
 from trustport.cli_base import config_option
-from trustport.services.trust import TrustMaterial
 from trustport.settings.config import TrustportConfig, load_config
-from trustport.store.sql import SqlDeviceStore
 
 MAX_TOKEN_FILE = 256 * 1024
 
@@ -33,9 +31,7 @@ def read_small(source: str, what: str) -> bytes:
 
 
 def service_for(config: TrustportConfig) -> AttestationService:
-    settings = config.hook_settings()
-    trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
-    return AttestationService(settings.attestation, SqlDeviceStore(settings.database_url), trust)
+    return App(config).attestation
 
 
 @click.group("attest")

@@ -15,6 +15,7 @@ from policy.lifecycle import ACTIONS, Action
 from policy.model import CertificateFacts, CertKind, DeviceKey, DeviceRecord, LifecycleState
 from policy.text import safe_text
 from trustport import cli_base
+from trustport.app import App
 from trustport.cli_base import config_option
 from trustport.cli_decide import authorizer_for, decide_command, evaluate_pem, read_certificates
 from trustport.devices import resolve_device
@@ -193,8 +194,7 @@ def devices_group() -> None:
 
 
 def _store(config_file: Path) -> SqlDeviceStore:
-    config = load_config(config_file, check_files=False)
-    return SqlDeviceStore(config.database_url())
+    return App.from_file(config_file).store
 
 
 def _device_row(d: DeviceRecord) -> tuple[Any, ...]:
@@ -294,7 +294,7 @@ def devices_add(cert_file: Path | None, chain_file: Path | None, issuer: str | N
             raise IdentityError(str(exc)) from exc
         if not issuer:
             raise click.UsageError("--issuer must be a one-line DN such as '/C=DE/O=Acme/CN=Acme IDevID CA'")
-        store = SqlDeviceStore(config.database_url())
+        store = App(config).store
     assert serial is not None
     try:
         record = store.add_device(DeviceKey(issuer, serial), state=LifecycleState(state), segment=segment,
@@ -378,13 +378,13 @@ def _transition(action: Action) -> None:
     @config_option
     def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
                 config_file: Path) -> None:
-        from trustport.lifecycle import LifecycleService, resolve_devices
+        from trustport.lifecycle import resolve_devices
 
-        config = load_config(config_file, check_files=False)
-        store = SqlDeviceStore(config.database_url())
+        app = App(load_config(config_file, check_files=False))
+        store = app.store
         results, errors = [], []
         try:
-            service = LifecycleService(config, store)
+            service = app.lifecycle
             service.check_segment(segment)  # before anything is looked up or written
             records = resolve_devices(store, devices)  # all of them first; each device once, in order named
             with click.progressbar(records, label=f"{action.name} {len(records)} devices", file=sys.stderr,

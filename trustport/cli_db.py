@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from trustport import cli_base
+from trustport.app import App
 from trustport.cli_base import config_option
 from trustport.settings.config import load_config
-from trustport.store.sql import RegistryHealth, SqlDeviceStore
+from trustport.store.sql import RegistryHealth
 
 
 @click.group("db")
@@ -37,8 +38,8 @@ def db_init(quick: bool, config_file: Path) -> None:
 
     A foreign or damaged database is refused (exit 2) and left untouched."""
     config = load_config(config_file, check_files=False)
-    with SqlDeviceStore(config.database_url(), create=True) as store:
-        done, health = store.initialise(integrity=not quick)
+    with App(config, create=True) as app:  # the one place a registry is created
+        done, health = app.store.initialise(integrity=not quick)
     if done == "unchanged":
         click.echo(f"registry {health.url} is already initialised ({_summary(health)}): nothing changed")
     elif done == "created":
@@ -57,8 +58,8 @@ def db_init(quick: bool, config_file: Path) -> None:
 def db_status(quick: bool, as_json: bool, config_file: Path) -> None:
     """Registry URL (password hidden), schema version, device count and health; exit 1 when not healthy."""
     config = load_config(config_file, check_files=False)
-    with SqlDeviceStore(config.database_url()) as store:
-        health = store.inspect(integrity=not quick)
+    with App(config) as app:
+        health = app.store.inspect(integrity=not quick)
     if as_json:
         cli_base.emit_json({"url": health.url, "healthy": health.healthy, "state": health.state.value,
                             "schema_version": health.schema_version, "registry_id": health.registry_id,

@@ -17,6 +17,7 @@ from policy.model import CertificateFacts, Check, Decision, NetworkContext, Outc
 from policy.text import safe_text
 from policy.x509facts import load_pem_certificates
 from trustport import cli_base
+from trustport.app import App
 from trustport.cli_base import config_option
 from trustport.settings.config import TrustportConfig, load_config
 
@@ -40,9 +41,7 @@ def read_certificate(path: Path) -> x509.Certificate:
 
 
 def authorizer_for(config: TrustportConfig) -> Any:
-    from trustport.services.authorize import Authorizer
-
-    return Authorizer.from_settings(config.hook_settings())
+    return App(config).authorizer
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 import click
 
 from trustport import cli_base
+from trustport.app import App
 from trustport.cli_base import config_option
 from trustport.settings.config import load_config
 from trustport.store.queue import SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
-from trustport.store.sql import SqlDeviceStore
 
 
 @click.command("worker")
@@ -26,13 +26,13 @@ from trustport.store.sql import SqlDeviceStore
 @config_option
 def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None, config_file: Path) -> None:
     """Apply queued enforcement jobs through the switch drivers (per-switch lock, read-back, retries)."""
-    from trustport.enforcement import Enforcement
     from trustport.enforcer import DriverExecutor
     from trustport.worker import Worker
 
     config = load_config(config_file)
-    store = SqlDeviceStore(config.database_url())
-    enforcement = Enforcement(config, store)
+    app = App(config)
+    store = app.store
+    enforcement = app.enforcement
     assert config.enforcement is not None  # Enforcement refuses a config without it
     executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
     done = {"n": 0}
@@ -83,7 +83,7 @@ def jobs_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @config_option
 def jobs_list(state: str | None, as_json: bool, config_file: Path) -> None:
-    store = SqlDeviceStore(load_config(config_file, check_files=False).database_url())
+    store = App.from_file(config_file).store
     try:
         jobs = SqlJobQueue(store).list(state)
     finally:
@@ -103,7 +103,7 @@ def jobs_list(state: str | None, as_json: bool, config_file: Path) -> None:
 @config_option
 def sessions_command(as_json: bool, config_file: Path) -> None:
     """Active sessions: which device is on which NAS and port."""
-    store = SqlDeviceStore(load_config(config_file, check_files=False).database_url())
+    store = App.from_file(config_file).store
     try:
         active = SqlSessionStore(store).all_active()
     finally:

@@ -13,9 +13,9 @@ import click
 
 from policy.revision import revision_of
 from trustport import cli_base
+from trustport.app import App
 from trustport.cli_base import config_option
 from trustport.settings.config import load_config
-from trustport.store.sql import SqlDeviceStore
 
 
 @click.command("status")
@@ -25,8 +25,8 @@ def status_command(as_json: bool, config_file: Path) -> None:
     """Policy revision of every running FreeRADIUS against the config on disk (exit 1 when one is stale)."""
     config = load_config(config_file)  # a config that does not validate is reported as such (exit 2)
     revision = revision_of(config.hook_settings())
-    with SqlDeviceStore(config.database_url()) as store:
-        servers = store.radius_servers()
+    with App(config) as app:
+        servers = app.store.radius_servers()
     rows = [{"server": s.server_id, "pid": s.pid, "policy_revision": s.policy_revision, "loaded_at": s.loaded_at,
              "last_auth_at": s.last_auth_at, "state": "current" if s.policy_revision == revision else "stale"}
             for s in servers]

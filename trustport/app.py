@@ -1,0 +1,83 @@
+"""The composition root: one place that builds the registry, the trust material and the services from one
+configuration. Every adapter (CLI commands, the REST API, the worker) gets them from here instead of opening
+its own store or loading anchors itself, so they all use the same objects the same way."""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trustport.settings.config import TrustportConfig, load_config
+from trustport.settings.hook import HookSettings
+from trustport.store.sql import SqlDeviceStore
+
+if TYPE_CHECKING:  # the services pull in what only some commands need
+    from trustport.attest import AttestationService
+    from trustport.enforcement import Enforcement
+    from trustport.lifecycle import LifecycleService
+    from trustport.services.authorize import Authorizer
+    from trustport.services.trust import TrustMaterial
+
+
+class App:
+    """Built lazily: a command that only lists devices never loads trust anchors. Close it (or use ``with``)."""
+
+    def __init__(self, config: TrustportConfig, *, create: bool = False) -> None:
+        self.config = config
+        self._create = create
+
+    @classmethod
+    def from_file(cls, config_file: Path, *, check_files: bool = False) -> App:
+        return cls(load_config(config_file, check_files=check_files))
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @cached_property
+    def settings(self) -> HookSettings:
+        return self.config.hook_settings()
+
+    @cached_property
+    def store(self) -> SqlDeviceStore:
+        """The registry; only ``trustport db init`` builds it with ``create=True``."""
+        return SqlDeviceStore(self.config.database_url(), create=self._create)
+
+    @cached_property
+    def trust(self) -> TrustMaterial:
+        from trustport.services.trust import TrustMaterial
+
+        s = self.settings
+        return TrustMaterial.load(s.anchors, s.crl_dir, s.crl_refresh_seconds, time.monotonic)
+
+    @cached_property
+    def authorizer(self) -> Authorizer:
+        from trustport.services.authorize import Authorizer
+
+        return Authorizer.from_settings(self.settings, store=self.store)
+
+    @cached_property
+    def attestation(self) -> AttestationService:
+        from trustport.attest import AttestationService
+
+        return AttestationService(self.settings.attestation, self.store, self.trust)
+
+    @cached_property
+    def enforcement(self) -> Enforcement:
+        from trustport.enforcement import Enforcement
+
+        return Enforcement(self.config, self.store)
+
+    @cached_property
+    def lifecycle(self) -> LifecycleService:
+        from trustport.lifecycle import LifecycleService
+
+        return LifecycleService(self.config, self.store)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
