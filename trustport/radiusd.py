@@ -135,7 +135,11 @@ def parse_eapol_output(output: str, returncode: int, seconds: float) -> EapolRes
     attributes: dict[str, str] = {}
     eap_code = None
     for match in _ATTRIBUTE.finditer(block):
-        name, raw = match.group(2), bytes.fromhex(match.group(3))
+        name, value = match.group(2), match.group(3)
+        if name not in ("EAP-Message", "Tunnel-Private-Group-Id", "Tunnel-Type", "Tunnel-Medium-Type") \
+                or len(value) % 2:
+            continue  # eapol_test prints some integers in decimal (Framed-MTU: "994"), not hex
+        raw = bytes.fromhex(value)
         if name == "EAP-Message" and raw and eap_code is None:
             eap_code = raw[0]
         elif name == "Tunnel-Private-Group-Id":
