@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.radius_pairs
 
 from radius_hooks.hook import Hook
-from trustport.radiusd import RadiusServer, free_port
+from trustport.freeradius.run import RadiusServer, free_port
 from trustport_lab.lab import Lab
 
 BASELINE_CHECK = """server check-eap-tls {
@@ -136,7 +136,7 @@ def _token_costs(lab: Lab, runs: int = 300) -> tuple[float, float]:
 
 
 def _auth(lab: Lab, port: int):  # type: ignore[no-untyped-def]
-    from trustport.radiusd import run_eapol, write_eapol_conf
+    from trustport.freeradius.run import run_eapol, write_eapol_conf
 
     cert, key = lab.devices["SN-1001"]
     conf = write_eapol_conf(lab.work / "bench.conf", identity="sn-1001.devices.example",

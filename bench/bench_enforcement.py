@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pki_fixtur
 from policy.model import DeviceKey, LifecycleState, NetworkContext
 from switch_drivers import Target, default_registry
 from tests.pki_fixtures import build_test_pki
-from trustport.enforcement import Enforcement
-from trustport.enforcer import DriverExecutor
-from trustport.lifecycle import LifecycleService
+from trustport.services.enforcement import Enforcement
+from trustport.services.lifecycle import LifecycleService
 from trustport.settings.config import load_config
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
-from trustport.worker import Worker
+from trustport.worker.executor import DriverExecutor
+from trustport.worker.loop import Worker
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 
 os.environ.update({"TP_BENCH_PASSWORD": "fake-pass-123", "TP_BENCH_ENABLE": "fake-enable-456"})

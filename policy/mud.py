@@ -1,10 +1,10 @@
 """MUD (RFC 8520) profiles: strict parsing, and a policy hint for segment rules.
 
 Pure: bytes in; frozen values or a ``MudError`` out. The detached CMS signature and the local file naming are in
-``policy.mud_signature``; files are fetched out of band by ``trustport.mud_fetch`` and read on the RADIUS path by
-``trustport.services.mud_lookup``. Parsing is strict because a MUD file comes from outside: unknown match fields, wrong
-types and oversize files are refused (the device then gets no MUD-derived policy, which the rules treat as "no
-MUD"), and every message names the file and the JSON path of the problem.
+``policy.mud_signature``; files are fetched out of band by ``trustport.services.mud_fetch`` and read on the
+RADIUS path by ``trustport.services.mud_lookup``. Parsing is strict because a MUD file comes from outside:
+unknown match fields, wrong types and oversize files are refused (the device then gets no MUD-derived policy,
+which the rules treat as "no MUD"), and every message names the file and the JSON path of the problem.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from policy.attestation import TokenRejected
 from policy.errors import AttestationError, CertificateError, DeviceNotFound, StoreError
 from trustport.app import App
-from trustport.attest import InvalidDeviceRef
+from trustport.services.attestation import InvalidDeviceRef
 from trustport.settings.config import TrustportConfig
 
 MAX_BODY_BYTES = 256 * 1024

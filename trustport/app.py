@@ -1,6 +1,6 @@
-"""The composition root: one place that builds the registry, the trust material and the services from one
-configuration. Every adapter (CLI commands, the REST API, the worker) gets them from here instead of opening
-its own store or loading anchors itself, so they all use the same objects the same way."""
+"""The composition root: one place that builds the registry, the trust material, the services and the switch
+driver executor from one configuration. Every adapter (CLI commands, the REST API, the worker) gets them from here
+instead of opening its own store or loading anchors itself, so they all use the same objects the same way."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from trustport.settings.hook import HookSettings
 from trustport.store.sql import SqlDeviceStore
 
 if TYPE_CHECKING:  # the services pull in what only some commands need
-    from trustport.attest import AttestationService
-    from trustport.enforcement import Enforcement
-    from trustport.lifecycle import LifecycleService
+    from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer
+    from trustport.services.enforcement import Enforcement
+    from trustport.services.lifecycle import LifecycleService
     from trustport.services.trust import TrustMaterial
+    from trustport.worker.executor import DriverExecutor
 
 
 class App:
@@ -62,21 +63,30 @@ class App:
 
     @cached_property
     def attestation(self) -> AttestationService:
-        from trustport.attest import AttestationService
+        from trustport.services.attestation import AttestationService
 
         return AttestationService(self.settings.attestation, self.store, self.trust)
 
     @cached_property
     def enforcement(self) -> Enforcement:
-        from trustport.enforcement import Enforcement
+        from trustport.services.enforcement import Enforcement
 
         return Enforcement(self.config, self.store)
 
     @cached_property
     def lifecycle(self) -> LifecycleService:
-        from trustport.lifecycle import LifecycleService
+        from trustport.services.lifecycle import LifecycleService
 
         return LifecycleService(self.config, self.store)
+
+    @cached_property
+    def executor(self) -> DriverExecutor:
+        """The switch drivers of the configured inventory (the enforcement worker's executor)."""
+        from trustport.worker.executor import DriverExecutor
+
+        _ = self.enforcement  # raises PlanningError for a config without an 'enforcement:' section
+        assert self.config.enforcement is not None
+        return DriverExecutor.from_file(self.config.path(self.config.enforcement.inventory))
 
     def close(self) -> None:
         if "store" in self.__dict__:

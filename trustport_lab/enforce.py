@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from policy.text import safe_text
-from trustport.cli_base import table
+from trustport.cli.base import table
 from trustport.files import write_private
 from trustport_lab.fakes.coa_nas import CoaNas
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
@@ -95,10 +95,10 @@ def apply_radius_vlan(network: LabNetwork, port: int, vlan: int | None) -> None:
 
 
 def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> list[StoryRow]:
-    from trustport.enforcement import Enforcement
-    from trustport.enforcer import DriverExecutor
-    from trustport.lifecycle import LifecycleService
-    from trustport.worker import Worker
+    from trustport.services.enforcement import Enforcement
+    from trustport.services.lifecycle import LifecycleService
+    from trustport.worker.executor import DriverExecutor
+    from trustport.worker.loop import Worker
     from trustport_lab.attest import post_token
 
     config = lab.config

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from policy.model import DeviceKey, LifecycleState
 from policy.text import safe_text
 from policy.x509facts import facts_from_certificate, oneline_dn
-from trustport.cli_base import table
+from trustport.cli.base import table
 from trustport.files import write_private
-from trustport.radiusd import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
-from trustport.render import render
+from trustport.freeradius.render import render
+from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.settings.config import load_config
 from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trustport.switch_cli import coa, switch
+from trustport.cli.switch import coa, switch
 from trustport_lab.fakes.coa_nas import CoaNas
 from trustport_lab.fakes.fake_cli import FakeCliServer
 

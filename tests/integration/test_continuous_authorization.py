@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from policy.model import Outcome
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport.store.queue import SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport_lab.attest import post_token

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from trustport.cli import cli
-from trustport.radiusd import RadiusServer, free_port, require_tool, run_eapol, write_eapol_conf
+from trustport.cli.main import cli
+from trustport.freeradius.run import RadiusServer, free_port, require_tool, run_eapol, write_eapol_conf
 from trustport_lab.lab import build_lab
 
 DEBIAN_RADDB = Path("/etc/freeradius/3.0")

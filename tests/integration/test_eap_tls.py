@@ -14,7 +14,7 @@ from cryptography import x509
 
 from policy.model import DeviceKey, LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate, oneline_dn
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport_lab.lab import Lab
 from trustport_lab.pki import issue_device
 

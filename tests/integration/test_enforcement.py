@@ -15,10 +15,10 @@ import pytest
 
 from tests.enforce_env import ENV, EnforceEnv, coa_nas, fake_switch
 from tests.pki_fixtures import DevicePki
-from trustport.enforcer import DriverExecutor
-from trustport.lifecycle import LifecycleService
+from trustport.services.lifecycle import LifecycleService
 from trustport.store.queue import SqlJobQueue
-from trustport.worker import Worker, WorkerSettings
+from trustport.worker.executor import DriverExecutor
+from trustport.worker.loop import Worker, WorkerSettings
 from trustport_lab.fakes.fake_cli import free_tcp_port
 
 MAC = "02-00-00-00-10-01"
@@ -153,7 +153,7 @@ def test_worker_killed_mid_job_resumes_and_applies_once(env: EnforceEnv, switch)
     quarantine(env, "SN-0002")
     state = switch.states["cisco_ios"]
     state.stall_show = True  # the worker hangs reading the port's VLAN
-    process = subprocess.Popen([sys.executable, "-m", "trustport.cli", "worker", "--config", str(env.config_path)],
+    process = subprocess.Popen([sys.executable, "-m", "trustport.cli.main", "worker", "--config", str(env.config_path)],
                                env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     queue = SqlJobQueue(env.store)
     deadline = time.monotonic() + 20

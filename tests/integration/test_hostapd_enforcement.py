@@ -15,12 +15,12 @@ import yaml
 
 from policy.model import Outcome
 from tests.support.netns import EAP_FAILURE, EAP_SUCCESS, Supplicant, WiredNas
-from trustport.enforcement import Enforcement
-from trustport.enforcer import DriverExecutor
-from trustport.lifecycle import LifecycleService
-from trustport.radiusd import free_port
+from trustport.freeradius.run import free_port
+from trustport.services.enforcement import Enforcement
+from trustport.services.lifecycle import LifecycleService
 from trustport.store.sessions import SqlSessionStore
-from trustport.worker import Worker
+from trustport.worker.executor import DriverExecutor
+from trustport.worker.loop import Worker
 from trustport_lab.lab import Lab
 
 NAS_ID = "tp-hostapd-enforce"

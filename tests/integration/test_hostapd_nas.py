@@ -20,7 +20,7 @@ import pytest
 from policy.model import DeviceKey, Outcome
 from policy.x509facts import facts_from_certificate
 from tests.support.netns import EAP_FAILURE, EAP_SUCCESS, HarnessError, Supplicant, WiredNas, mac_colon, require_tool
-from trustport.radiusd import free_port
+from trustport.freeradius.run import free_port
 from trustport_lab.lab import Lab
 
 NAS_IDENTIFIER = "tp-hostapd-test"

@@ -19,8 +19,8 @@ from cryptography import x509
 from policy.model import CertKind, DeviceKey, LifecycleState
 from policy.x509facts import facts_from_certificate, oneline_dn
 from tests.hostile_corpus import CASE_NAMES, VICTIM, HostileCase, build_corpus
-from trustport.cli import cli
-from trustport.radiusd import EapolResult, run_eapol, write_eapol_conf
+from trustport.cli.main import cli
+from trustport.freeradius.run import EapolResult, run_eapol, write_eapol_conf
 from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.schema import devices
 from trustport_lab.lab import SEGMENTS, Lab

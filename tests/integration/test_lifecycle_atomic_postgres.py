@@ -24,7 +24,7 @@ from tests.unit.test_lifecycle_atomic import (
     connect,
     snapshot,
 )
-from trustport.lifecycle import LifecycleService
+from trustport.services.lifecycle import LifecycleService
 from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.sql import SqlDeviceStore
 

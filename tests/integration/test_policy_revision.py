@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from policy.model import DeviceKey
 from policy.revision import revision_of
 from policy.x509facts import facts_from_certificate
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport.settings.config import load_config
 from trustport_lab import lab as lab_module
 from trustport_lab.lab import Lab

@@ -22,8 +22,8 @@ from policy.x509facts import facts_from_certificate
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
 from tests.support.registry_damage import backup, delete, replace_foreign, replace_random, truncate_half, zero_bytes
 from tests.support.store_contract import KEY
-from trustport.cli import cli
-from trustport.radiusd import EapolResult
+from trustport.cli.main import cli
+from trustport.freeradius.run import EapolResult
 from trustport.store.sql import RegistryState, SqlDeviceStore
 from trustport_lab.lab import Lab
 

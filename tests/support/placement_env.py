@@ -20,8 +20,8 @@ from policy.x509facts import facts_from_certificate
 from radius_hooks.hook import Hook
 from tests.radius_pairs import freeradius_pairs
 from tests.support.hook_env import REJECT, UPDATED, FakeRadiusd
-from trustport.cli import cli
-from trustport.enforcement import Enforcement
+from trustport.cli.main import cli
+from trustport.services.enforcement import Enforcement
 from trustport.settings.config import TrustportConfig, load_config
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 
 from tests.attest_env import API_TOKEN, AttestEnv
 from trustport.api import MAX_BODY_BYTES, ApiLimits, HeadDeadlineProtocol, create_app, server_config
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport.settings.config import load_config
 from trustport_lab.fake_verifier import mint
 

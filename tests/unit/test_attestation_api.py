@@ -15,7 +15,7 @@ from policy.errors import StoreError
 from policy.model import LifecycleState
 from tests.attest_env import API_TOKEN, AttestEnv
 from trustport.api import create_app
-from trustport.attest import InvalidDeviceRef, check_device_ref
+from trustport.services.attestation import InvalidDeviceRef, check_device_ref
 from trustport.store.attestation import SqlAttestationStore
 from trustport_lab.fake_verifier import ear_claims, mint, new_signing_key, sign
 

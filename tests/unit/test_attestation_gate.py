@@ -13,8 +13,8 @@ from policy.attestation import Tier
 from policy.model import CertificateFacts, Outcome
 from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv
-from trustport.attest import AttestationService
-from trustport.cli import cli
+from trustport.cli.main import cli
+from trustport.services.attestation import AttestationService
 from trustport.services.authorize import Authorizer
 from trustport.services.trust import TrustMaterial
 from trustport_lab.fake_verifier import mint

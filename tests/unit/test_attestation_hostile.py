@@ -29,8 +29,8 @@ from policy.x509facts import facts_from_certificate
 from tests.attest_env import API_TOKEN, AttestEnv, make_env
 from tests.pki_fixtures import DevicePki
 from trustport.api import create_app
-from trustport.attest import AttestationService
-from trustport.cli import cli
+from trustport.cli.main import cli
+from trustport.services.attestation import AttestationService
 from trustport.services.attestation_gate import AttestationGate
 from trustport.services.trust import TrustMaterial
 from trustport.store.attestation import SqlAttestationStore

@@ -11,7 +11,7 @@ from policy.certificates import CrlInfo, RevocationPolicy, validate_certificate
 from policy.model import CertificateFacts, CertKind, KeyInfo
 from policy.x509facts import facts_from_certificate
 from tests.pki_fixtures import NOW, DevicePki, sha1_signed_device
-from trustport.chain import pem_facts
+from trustport.services.chain import pem_facts
 from trustport.services.trust import TrustMaterial
 from trustport.settings.hook import AnchorFile
 

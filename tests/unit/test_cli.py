@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.pki_fixtures import DevicePki
-from trustport.cli import cli
+from trustport.cli.main import cli
 
 SECRET = "cli-test-shared-secret-0123"
 

@@ -20,8 +20,8 @@ from policy.mud_signature import local_file_names, local_signature_name
 from tests.pki_fixtures import DevicePki
 from tests.support.https_site import Site, serve_https
 from tests.unit.test_mud import lightbulb, sign
-from trustport.cli_mud import mud
-from trustport.mud_config import MudConfig
+from trustport.cli.mud import mud
+from trustport.settings.mud import MudConfig
 from trustport_lab.pki import Issued, issue_device, make_ca
 
 NOW = datetime.now(UTC)  # the CLI reads the real clock

@@ -268,7 +268,7 @@ def test_policy_revision_follows_the_effective_policy(pki: DevicePki, tmp_path: 
 def test_policy_check_explain_and_unregistered(pki: DevicePki, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from trustport.cli import cli
+    from trustport.cli.main import cli
 
     data = good_config(pki)
     data["sites"] = {"branch": ["10.2.0.0/16"]}

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.pki_fixtures import DevicePki
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport.settings.config import check_config, load_config
 
 BASE = """\

@@ -274,7 +274,7 @@ def test_radius_status_compares_running_servers_with_the_yaml(tmp_path: Any) -> 
 
     from click.testing import CliRunner
 
-    from trustport.cli import cli
+    from trustport.cli.main import cli
 
     env = _reload_env(tmp_path)
     try:

@@ -24,8 +24,8 @@ from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv, make_env
 from tests.enforce_env import EnforceEnv
 from tests.pki_fixtures import DevicePki
-from trustport.cli import cli
-from trustport.lifecycle import ENFORCEMENT_OFF, LifecycleService
+from trustport.cli.main import cli
+from trustport.services.lifecycle import ENFORCEMENT_OFF, LifecycleService
 from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.queue import SqlJobQueue
 from trustport.store.schema import denied_certificates, devices, enforcement_jobs, lifecycle_events, sessions

@@ -15,9 +15,9 @@ from policy.model import LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv, make_env
 from tests.pki_fixtures import DevicePki
-from trustport.cli import cli
-from trustport.lifecycle import LifecycleService
+from trustport.cli.main import cli
 from trustport.services.authorize import Authorizer
+from trustport.services.lifecycle import LifecycleService
 from trustport.store.lifecycle import SqlLifecycleStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)

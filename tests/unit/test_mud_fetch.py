@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from policy.mud import MAX_MUD_BYTES, MudFetchError
 from policy.mud_signature import load_mud
 from tests.support.https_site import Site, serve_https
-from trustport.mud_fetch import (
+from trustport.services.mud_fetch import (
     LocalMudDirectory,
     fetch_mud,
     fetch_mud_and_signature,

@@ -107,7 +107,7 @@ def test_decide_and_the_hook_name_the_same_policy_revision(env: PlacementEnv) ->
 
     from click.testing import CliRunner
 
-    from trustport.cli import cli
+    from trustport.cli.main import cli
 
     result = CliRunner().invoke(cli, ["decide", "--cert", str(env.work / "pki" / "hvac.pem"), "--json",
                                       "--config", str(env.config_path)])

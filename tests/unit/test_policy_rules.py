@@ -25,7 +25,7 @@ from policy.model import (
 )
 from policy.policy_doc import build_segment_rules, policy_problems
 from policy.rules import RuleError, resolve_site
-from trustport.cli import cli
+from trustport.cli.main import cli
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 ISSUER = "/C=DE/O=Axis Communications/CN=Axis IDevID CA"

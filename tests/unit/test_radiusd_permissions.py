@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trustport.render import READ, SEARCH, WRITE, Need, RunAs, access_problems, allowed
+from trustport.freeradius.render import READ, SEARCH, WRITE, Need, RunAs, access_problems, allowed
 
 FREERAD = RunAs("freerad", "freerad", uid=5000, gid=5000, groups=frozenset({5000, 5001}))  # 5001: e.g. ssl-cert
 ROOT = RunAs("root", "root", uid=0, gid=0, groups=frozenset({0}))

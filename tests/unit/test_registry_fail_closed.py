@@ -39,7 +39,7 @@ from tests.support.registry_damage import (
     zero_bytes,
 )
 from tests.support.store_contract import KEY, entry, facts_for
-from trustport.cli import cli
+from trustport.cli.main import cli
 from trustport.store.sql import SQLITE_APPLICATION_ID, RegistryState, SqlDeviceStore
 
 OPERATIONAL = LifecycleState.OPERATIONAL

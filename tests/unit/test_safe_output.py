@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from policy.model import DecisionLogEntry, DeviceKey, LifecycleState, NetworkContext, Outcome
 from policy.text import safe_text
 from tests.pki_fixtures import DevicePki
-from trustport import cli_base
-from trustport.cli import cli
+from trustport.cli import base as cli_base
+from trustport.cli.main import cli
 from trustport.settings.config import load_config
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
@@ -152,7 +152,7 @@ def test_error_line_escapes_the_exception_message(monkeypatch: pytest.MonkeyPatc
                                                   hostile_device: int) -> None:
     """Messages built without repr() (e.g. a driver's) still cannot forge lines: the error line is escaped."""
     from policy.errors import DeviceNotFound
-    from trustport import cli_commands
+    from trustport.cli import commands as cli_commands
 
     def hostile(_store: object, ref: str) -> None:
         raise DeviceNotFound(f"switch said: {ref}")
@@ -200,7 +200,7 @@ def test_table_escapes_every_cell() -> None:
 
 def test_switch_results_and_failures_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
     from switch_drivers import CommandFailed, SwitchResult
-    from trustport.switch_cli import _report
+    from trustport.cli.switch import _report
 
     results: list[SwitchResult[object]] = [
         SwitchResult("access-1", 30, None, 0.1),

@@ -23,10 +23,10 @@ from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
 from policy.policy_doc import policy_problems
 from policy.rules import RuleError
-from trustport.mud_config import MudConfig
 from trustport.services.attestation_gate import AttestationSettings
 from trustport.settings import safe_yaml
 from trustport.settings.hook import AnchorFile, HookSettings, MudSettings
+from trustport.settings.mud import MudConfig
 
 MAX_CONFIG_BYTES = safe_yaml.MAX_BYTES
 MAX_SECRET_BYTES = 64 * 1024

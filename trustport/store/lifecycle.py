@@ -2,7 +2,7 @@
 
 The ``*_in`` functions write inside a transaction the caller holds (``store.transaction``), so that one
 lifecycle action's state change, audit record, deny-list entry and enforcement jobs commit together or not at
-all (``trustport.lifecycle``).
+all (``trustport.services.lifecycle``).
 """
 
 from __future__ import annotations

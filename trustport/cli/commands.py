@@ -14,11 +14,11 @@ from policy.errors import CertificateError, IdentityError, TrustportError
 from policy.lifecycle import ACTIONS, Action
 from policy.model import CertificateFacts, CertKind, DeviceKey, DeviceRecord, LifecycleState
 from policy.text import safe_text
-from trustport import cli_base
 from trustport.app import App
-from trustport.cli_base import config_option
-from trustport.cli_decide import authorizer_for, decide_command, evaluate_pem, read_certificates
-from trustport.devices import resolve_device
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
+from trustport.cli.decide import authorizer_for, decide_command, evaluate_pem, read_certificates
+from trustport.services.devices import resolve_device
 from trustport.settings.config import check_config, load_config
 from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.sql import SqlDeviceStore
@@ -167,8 +167,8 @@ def radius_group() -> None:
               help="check that radius.run_as_user can read/write what radiusd needs, and run 'freeradius -XC'")
 def radius_render(config_file: Path, out: Path, check: bool) -> None:
     """Write a runnable FreeRADIUS raddb directory from the trustport config."""
-    from trustport.radiusd import RadiusServer
-    from trustport.render import permission_problems, render, site_packages
+    from trustport.freeradius.render import permission_problems, render, site_packages
+    from trustport.freeradius.run import RadiusServer
 
     config = load_config(config_file)
     written = render(config, out)
@@ -378,7 +378,7 @@ def _transition(action: Action) -> None:
     @config_option
     def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
                 config_file: Path) -> None:
-        from trustport.lifecycle import resolve_devices
+        from trustport.services.lifecycle import resolve_devices
 
         app = App(load_config(config_file, check_files=False))
         store = app.store
@@ -466,10 +466,10 @@ def lab_command(workdir: Path | None) -> None:
 
 
 def register(cli: click.Group) -> None:
-    from trustport.cli_attest import api_group, attest_group
-    from trustport.cli_enforce import jobs_group, sessions_command, worker_command
-    from trustport.cli_mud import mud
-    from trustport.switch_cli import coa, switch
+    from trustport.cli.attest import api_group, attest_group
+    from trustport.cli.enforce import jobs_group, sessions_command, worker_command
+    from trustport.cli.mud import mud
+    from trustport.cli.switch import coa, switch
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
                     attest_group, api_group, worker_command, jobs_group, sessions_command, switch, coa, mud):

@@ -31,9 +31,9 @@ from policy.certificates import find_anchor
 from policy.errors import AttestationError, CertificateError, DeviceNotFound
 from policy.model import CertificateFacts, DeviceKey, DeviceRecord
 from policy.x509facts import load_pem_certificates
-from trustport.chain import pem_facts
-from trustport.devices import resolve_device
 from trustport.services.attestation_gate import AttestationSettings
+from trustport.services.chain import pem_facts
+from trustport.services.devices import resolve_device
 from trustport.services.trust import TrustMaterial
 from trustport.store.attestation import SqlAttestationStore
 from trustport.store.sql import SqlDeviceStore

@@ -19,7 +19,7 @@ from trustport.store.attestation import SqlAttestationStore
 from trustport.store.queue import Job, SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
-from trustport.worker import WorkerSettings
+from trustport.worker.loop import WorkerSettings
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from policy.errors import TrustportError
-from trustport.render import python_path, site_packages
+from trustport.freeradius.render import python_path, site_packages
 
 READY = "Ready to process requests"
 

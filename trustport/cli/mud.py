@@ -19,12 +19,12 @@ import click
 from policy.errors import ConfigError
 from policy.mud import MudFetchError, policy_hint
 from policy.mud_signature import load_mud, local_file_names, local_signature_name
-from trustport import cli_base
-from trustport.cli_base import config_option
-from trustport.mud_config import MudConfig
-from trustport.mud_fetch import fetch_mud_and_signature
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
+from trustport.services.mud_fetch import fetch_mud_and_signature
 from trustport.services.mud_lookup import MudLookupResult
 from trustport.settings.config import load_config
+from trustport.settings.mud import MudConfig
 
 
 def mud_section(config_file: Path) -> tuple[MudConfig, Path]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from trustport import cli_base
 from trustport.app import App
-from trustport.cli_base import config_option
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
 from trustport.settings.config import load_config
 from trustport.store.sql import RegistryHealth
 

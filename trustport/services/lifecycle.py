@@ -27,8 +27,8 @@ from policy.enforcement import Plan, PlanningError, SessionView, find_binding, p
 from policy.errors import DeviceNotFound, TrustportError
 from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
 from policy.model import Decision, DeviceRecord
-from trustport.devices import resolve_device
-from trustport.enforcement import Enforcement, Queued
+from trustport.services.devices import resolve_device
+from trustport.services.enforcement import Enforcement, Queued
 from trustport.settings.config import TrustportConfig
 from trustport.store.lifecycle import DeviceStanding, LifecycleEvent, SqlLifecycleStore
 from trustport.store.queue import SqlJobQueue

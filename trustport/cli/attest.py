@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from policy.attestation import TokenRejected
-from trustport import cli_base
 from trustport.app import App
-from trustport.attest import AttestationService
-from trustport.cli_base import config_option
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
+from trustport.services.attestation import AttestationService
 from trustport.settings.config import TrustportConfig, load_config
 
 MAX_TOKEN_FILE = 256 * 1024

@@ -16,9 +16,9 @@ from policy.errors import CertificateError, IdentityError
 from policy.model import CertificateFacts, Check, Decision, NetworkContext, Outcome
 from policy.text import safe_text
 from policy.x509facts import load_pem_certificates
-from trustport import cli_base
 from trustport.app import App
-from trustport.cli_base import config_option
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
 from trustport.settings.config import TrustportConfig, load_config
 
 MAX_CERT_BYTES = 256 * 1024
@@ -60,7 +60,7 @@ class PemEvaluation:
 
 def evaluate_pem(authorizer: Any, cert: x509.Certificate, intermediates: list[x509.Certificate], now: datetime,
                  context: NetworkContext | None = None, attestation_file: Path | None = None) -> PemEvaluation:
-    from trustport.chain import pem_facts
+    from trustport.services.chain import pem_facts
 
     try:
         facts, chain = pem_facts(cert, intermediates, authorizer.trust, now)
@@ -75,8 +75,8 @@ def evaluate_pem(authorizer: Any, cert: x509.Certificate, intermediates: list[x5
 def _standing_from_file(path: Path, authorizer: Any, facts: CertificateFacts, now: datetime) -> Any:
     """Verify a token file and bind it to the certificate given to ``decide`` (nothing is stored)."""
     from policy.attestation import AttestationStanding, DeviceBinding, TokenRejected, check_binding
-    from trustport.attest import AttestationService
-    from trustport.cli_attest import read_small
+    from trustport.cli.attest import read_small
+    from trustport.services.attestation import AttestationService
 
     service = AttestationService(authorizer.settings.attestation, authorizer.store, authorizer.trust)
     token = read_small(str(path), "token").decode("ascii", "replace").strip()

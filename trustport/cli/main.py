@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from trustport import cli_commands, cli_db, cli_radius_status
-from trustport.cli_base import TrustportGroup, install_safe_logging
+from trustport.cli import commands as cli_commands
+from trustport.cli import db as cli_db
+from trustport.cli import radius_status as cli_radius_status
+from trustport.cli.base import TrustportGroup, install_safe_logging
 
 
 @click.group(cls=TrustportGroup)

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from trustport import cli_base
 from trustport.app import App
-from trustport.cli_base import config_option
+from trustport.cli import base as cli_base
+from trustport.cli.base import config_option
 from trustport.settings.config import load_config
 from trustport.store.queue import SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
@@ -26,15 +26,13 @@ from trustport.store.sessions import SqlSessionStore
 @config_option
 def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None, config_file: Path) -> None:
     """Apply queued enforcement jobs through the switch drivers (per-switch lock, read-back, retries)."""
-    from trustport.enforcer import DriverExecutor
-    from trustport.worker import Worker
+    from trustport.worker.loop import Worker
 
     config = load_config(config_file)
     app = App(config)
     store = app.store
     enforcement = app.enforcement
-    assert config.enforcement is not None  # Enforcement refuses a config without it
-    executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
+    executor = app.executor
     done = {"n": 0}
 
     def report(job: Any, message: str) -> None:
