@@ -15,7 +15,7 @@ import pytest
 from policy.model import LifecycleState
 from tests.enforce_env import EnforceEnv
 from tests.pki_fixtures import DevicePki
-from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.postgres import PostgresServer
 from tests.unit.test_lifecycle_atomic import (
     NOW,
     check_fault_changes_nothing,
@@ -30,15 +30,6 @@ from trustport.store.sql import SqlDeviceStore
 
 pytestmark = pytest.mark.integration
 S = LifecycleState
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as e:
-        pytest.fail(f"PostgreSQL is required for the integration tests: {e}", pytrace=False)
 
 
 @pytest.fixture

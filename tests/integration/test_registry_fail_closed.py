@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from policy.errors import StoreError
 from policy.model import DeviceKey, LifecycleState
 from policy.x509facts import facts_from_certificate
-from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.registry_damage import backup, delete, replace_foreign, replace_random, truncate_half, zero_bytes
 from tests.support.store_contract import KEY
 from trustport.cli.main import cli
@@ -110,15 +110,6 @@ def test_db_status_of_the_running_lab(lab: Lab) -> None:
 
 
 # -- PostgreSQL: the same identity, in trustport_meta ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as e:
-        pytest.fail(f"PostgreSQL is required for the integration tests: {e}", pytrace=False)
 
 
 def tables(postgres: PostgresServer, url: str) -> set[str]:

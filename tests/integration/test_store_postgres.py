@@ -14,20 +14,11 @@ import psycopg
 import pytest
 
 from policy.errors import StoreError
-from tests.support.postgres import PostgresServer, PostgresUnavailable, free_port, running_postgres
+from tests.support.postgres import PostgresServer, free_port
 from tests.support.store_contract import KEY, StoreContract
 from trustport.store.sql import SqlDeviceStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as e:
-        pytest.fail(f"PostgreSQL is required for the integration tests: {e}", pytrace=False)
 
 
 class PostgresBackend:
