@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from policy.enforcement import NasBinding, PlanningError, SessionView, find_binding, plan_for
+from policy.enforcement import NasBinding, Plan, PlanningError, SessionView, find_binding, plan_for
 from policy.model import Decision, DeviceRecord, NetworkContext, PlacementInput
 from trustport.services.authorize import PlacementService, attestation_gate, mud_lookup
 from trustport.settings.config import TrustportConfig
@@ -20,6 +20,17 @@ from trustport.store.queue import Job, SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
 from trustport.worker.loop import WorkerSettings
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One active session and what will be queued for it; ``plan`` None when nothing is (see ``problem``)."""
+
+    session: SessionView
+    decision: Decision
+    plan: Plan | None = None
+    lock_key: str | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,26 +70,37 @@ class Enforcement:
         """Where the device belongs now; the certificate itself is re-validated when it re-authenticates."""
         return self.placement.place(self.target_input(device, session, now))
 
-    def device_changed(self, device: DeviceRecord, reason: str, now: datetime) -> list[Queued]:
-        """Queue the jobs that move every active session of ``device`` to its new placement."""
+    def plan(self, device: DeviceRecord, now: datetime) -> tuple[PlannedJob, ...]:
+        """What moving every active session of ``device`` to its placement takes; reads only (the lifecycle
+        service writes these jobs in its own transaction, ``device_changed`` queues them at once)."""
         rules = self.settings.rules
         park = rules.segments[rules.quarantine_segment]
-        out = []
+        planned = []
         for session in self.sessions.active_for_device(device.id):
             decision = self.target(device, session, now)
             if session.vlan is not None and decision.vlan == session.vlan:
-                out.append(Queued(session, decision, None, problem=f"already in VLAN {decision.vlan}"))
+                planned.append(PlannedJob(session, decision, problem=f"already in VLAN {decision.vlan}"))
                 continue
             try:
                 plan = plan_for(session, decision, self.bindings, park_vlan=park)
                 binding = find_binding(self.bindings, session)
             except PlanningError as exc:
-                out.append(Queued(session, decision, None, problem=str(exc)))
+                planned.append(PlannedJob(session, decision, problem=str(exc)))
                 continue
-            job, created = self.queue.enqueue(plan, lock_key=binding.lock_key, reason=reason, now=now,
-                                              device_id=device.id, session_id=session.id,
+            planned.append(PlannedJob(session, decision, plan, binding.lock_key))
+        return tuple(planned)
+
+    def device_changed(self, device: DeviceRecord, reason: str, now: datetime) -> list[Queued]:
+        """Queue the jobs that move every active session of ``device`` to its new placement."""
+        out = []
+        for item in self.plan(device, now):
+            if item.plan is None or item.lock_key is None:
+                out.append(Queued(item.session, item.decision, None, problem=item.problem))
+                continue
+            job, created = self.queue.enqueue(item.plan, lock_key=item.lock_key, reason=reason, now=now,
+                                              device_id=device.id, session_id=item.session.id,
                                               max_attempts=self.max_attempts)
-            out.append(Queued(session, decision, job, created))
+            out.append(Queued(item.session, item.decision, job, created))
         return out
 
     def drain_reevaluations(self, now: datetime) -> list[Queued]:

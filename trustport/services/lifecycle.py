@@ -23,12 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from policy.enforcement import Plan, PlanningError, SessionView, find_binding, plan_for
 from policy.errors import DeviceNotFound, TrustportError
 from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
-from policy.model import Decision, DeviceRecord
+from policy.model import DeviceRecord
 from trustport.services.devices import resolve_device
-from trustport.services.enforcement import Enforcement, Queued
+from trustport.services.enforcement import Enforcement, PlannedJob, Queued
 from trustport.settings.config import TrustportConfig
 from trustport.store.lifecycle import DeviceStanding, LifecycleEvent, SqlLifecycleStore
 from trustport.store.queue import SqlJobQueue
@@ -41,17 +40,6 @@ _ATTEMPTS = 3  # prepare + commit, when the device changes between the two
 
 class _Stale(Exception):
     """The device or its sessions changed after the action was prepared; nothing was written."""
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    """One active session and what will be queued for it; ``plan`` None when nothing is (see ``problem``)."""
-
-    session: SessionView
-    decision: Decision
-    plan: Plan | None = None
-    lock_key: str | None = None
-    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,29 +113,8 @@ class LifecycleService:
                                     notes=notes if notes is not None else device.notes)
         event = LifecycleEvent(device.id, now, actor, action, device.state.value, target.value, reason)
         job_reason = f"{action} by {actor}" + (f": {reason}" if reason else "")
-        jobs = self._plan(after, now) if self.enforcement is not None else None
+        jobs = self.enforcement.plan(after, now) if self.enforcement is not None else None
         return PreparedAction(device, after, spec, event, job_reason, jobs)
-
-    def _plan(self, after: DeviceRecord, now: datetime) -> tuple[PlannedJob, ...]:
-        """What ``Enforcement.device_changed`` would queue for ``after``, computed without writing."""
-        enforcement = self.enforcement
-        assert enforcement is not None
-        rules = enforcement.settings.rules
-        park = rules.segments[rules.quarantine_segment]
-        planned = []
-        for session in enforcement.sessions.active_for_device(after.id):
-            decision = enforcement.target(after, session, now)
-            if session.vlan is not None and decision.vlan == session.vlan:
-                planned.append(PlannedJob(session, decision, problem=f"already in VLAN {decision.vlan}"))
-                continue
-            try:
-                plan = plan_for(session, decision, enforcement.bindings, park_vlan=park)
-                binding = find_binding(enforcement.bindings, session)
-            except PlanningError as exc:
-                planned.append(PlannedJob(session, decision, problem=str(exc)))
-                continue
-            planned.append(PlannedJob(session, decision, plan, binding.lock_key))
-        return tuple(planned)
 
     def commit(self, prepared: PreparedAction) -> ActionResult:
         """Write the prepared action in one transaction; raises ``_Stale`` (nothing written) if the device or its
