@@ -229,14 +229,17 @@ def validate_certificate(
 BINDING = "certificate-binding"
 
 
-def check_binding(facts: CertificateFacts, device: DeviceRecord | None, kind: CertKind | None) -> Check:
+def check_binding(facts: CertificateFacts, device: DeviceRecord | None, anchors: AnchorIndex) -> Check:
     """A registered device is bound to one certificate (its serial; on the PEM path also its fingerprint).
 
     Another certificate with the same issuer and subject serialNumber is not that device, however valid it is:
     it is refused, and the registry keeps the bound certificate until an operator re-binds the device or an
-    enrolment replaces its certificate. A device registered without a certificate is bound on first use."""
+    enrolment replaces its certificate. A device registered without a certificate is bound on first use. The
+    certificate kind is the role of the anchor that verified it (``anchors``, as for validation)."""
     if device is None:
         return Check(BINDING, None, "not registered")
+    anchor, _ = find_anchor(facts, anchors)
+    kind = anchor.role if anchor is not None else None
     if device.cert_kind is not None and kind is not None and device.cert_kind is not kind:
         return Check(BINDING, False, f"certificate does not match the registered one: device {device.id} is "
                                      f"registered with an {device.cert_kind.value}, this is an {kind.value}")

@@ -54,11 +54,6 @@ def _stamp(paths: tuple[Path, ...]) -> _Stamp:
     return tuple(out)
 
 
-def _with_config_file(settings: HookSettings, path: Path) -> HookSettings:
-    """The settings, remembering the YAML they came from (so a later reload reads the same file)."""
-    return settings.model_copy(update={"config_file": path})
-
-
 class RadiusdModule(Protocol):
     RLM_MODULE_REJECT: int
     RLM_MODULE_OK: int
@@ -168,8 +163,7 @@ class Hook:
                 raise ValueError("python3 module config lacks 'settings = \"/path/hook.json\"'")
             settings = HookSettings.load(Path(path))
             self._settings_path = Path(path).resolve()
-            config_file = getattr(settings, "config_file", None)
-            self._config_file = Path(config_file) if config_file else None
+            self._config_file = settings.config_file
             self.authorizer = Authorizer.from_settings(settings)
             for message in self.authorizer.trust.errors:
                 self.log(self.radiusd.L_WARN, message)
@@ -261,9 +255,7 @@ class Hook:
             from trustport.settings.config import load_config  # the app's loader: only imported when there is a YAML
 
             config = load_config(path)
-            settings = config.hook_settings()
-            if getattr(settings, "config_file", None) is None:
-                settings = _with_config_file(settings, path)
+            settings = config.hook_settings()  # names its config file: the loader records it
             watched = (path, *((config.path(config.policy_file),) if config.policy_file is not None else ()))
             same_db = settings.database_url == old.settings.database_url
             new = Authorizer.from_settings(settings, store=old.store if same_db else None)

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,35 +19,16 @@ from policy.revision import revision_of
 from policy.x509facts import facts_from_certificate
 from trustport.cli.main import cli
 from trustport.settings.config import load_config
-from trustport_lab import lab as lab_module
 from trustport_lab.lab import Lab
 
 pytestmark = pytest.mark.integration
 
 
-def _render_naming_the_config(real: Any) -> Any:
-    """Until ``trustport radius render`` writes hook.json's ``config_file`` itself (engineer A's
-    ``TrustportConfig.hook_settings()``), add it the way render will; a no-op once render does."""
-
-    def render(config: Any, out: Path) -> Any:
-        written = real(config, out)
-        hook_json = out / "hook.json"
-        data = json.loads(hook_json.read_text())
-        if not data.get("config_file"):
-            data["config_file"] = str(config.base_dir / "trustport.yaml")
-            hook_json.write_text(json.dumps(data))
-        return written
-
-    return render
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     work = tmp_path_factory.mktemp("revision-lab")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lab_module, "render", _render_naming_the_config(lab_module.render))
-        with Lab(work, datetime.now(UTC), echo=lambda _m: None) as running:
-            yield running
+    with Lab(work, datetime.now(UTC), echo=lambda _m: None) as running:
+        yield running
 
 
 def _set_production_vlan(lab: Lab, vlan: object) -> None:

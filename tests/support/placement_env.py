@@ -101,7 +101,7 @@ class PlacementEnv:
         self.store.ensure_schema()
         self.radiusd = FakeRadiusd()
         self.hook = Hook(self.radiusd, clock=lambda: self.now)
-        settings = self.config.hook_settings().model_copy(update={"config_file": self.config_path})
+        settings = self.config.hook_settings()
         (self.work / "hook.json").write_text(json.dumps(settings.to_json()))
         assert self.hook.instantiate({"settings": str(self.work / "hook.json")}) == 0, self.radiusd.lines
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from trustport.cli import base as cli_base
 from trustport.cli.base import config_option
 from trustport.cli.decide import authorizer_for, decide_command, evaluate_pem, read_certificates
 from trustport.services.devices import resolve_device
-from trustport.settings.config import check_config, load_config
+from trustport.settings.config import Problem, check_config, load_config
 from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.sql import SqlDeviceStore
 
@@ -39,15 +40,19 @@ def config_check(file: Path, as_json: bool) -> None:
         cli_base.emit_json({"file": str(file), "ok": not problems,
                           "problems": [{"location": p.location, "message": p.message} for p in problems]})
     elif problems:
-        for problem in problems:
-            cli_base.echo_safe(problem)
-        cli_base.echo_safe(f"{len(problems)} problem(s) found in {file}")
+        _print_problems(problems, f" in {file}")
     else:
         assert config is not None
         cli_base.echo_safe(f"{file}: OK ({len(config.trust_anchors)} trust anchor(s), "
                            f"{len(config.segments)} segment(s), {len(config.radius.clients)} RADIUS client(s))")
     if problems:
         sys.exit(1)
+
+
+def _print_problems(problems: Sequence[Problem], where: str = "") -> None:
+    for problem in problems:
+        cli_base.echo_safe(problem)
+    cli_base.echo_safe(f"{len(problems)} problem(s) found{where}")
 
 
 @click.group("policy")
@@ -83,9 +88,7 @@ def policy_check(file: Path | None, as_json: bool, explain: bool, config_file: P
                           **({"table": _rule_table(rules)} if explain and rules is not None and not problems
                              else {})})
     elif problems:
-        for problem in problems:
-            cli_base.echo_safe(problem)
-        cli_base.echo_safe(f"{len(problems)} problem(s) found")
+        _print_problems(problems)
     else:
         assert rules is not None
         click.echo(f"OK: {len(rules.segments)} segment(s), {len(rules.sites)} site(s), {len(rules.rules)} rule(s); "

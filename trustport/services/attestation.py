@@ -27,7 +27,6 @@ from policy.attestation import (
     verify_signature,
 )
 from policy.certificates import check_binding as check_certificate_binding
-from policy.certificates import find_anchor
 from policy.errors import AttestationError, CertificateError, DeviceNotFound
 from policy.model import CertificateFacts, DeviceKey, DeviceRecord
 from policy.x509facts import load_pem_certificates
@@ -108,8 +107,7 @@ class AttestationService:
         device = self.store.find_device(DeviceKey(facts.issuer, facts.device_serial))
         if device is None:
             raise DeviceNotFound(f"device {facts.device_serial} ({facts.issuer}) is not registered")
-        anchor, _ = find_anchor(facts, self.trust.anchors)
-        bound = check_certificate_binding(facts, device, anchor.role if anchor is not None else None)
+        bound = check_certificate_binding(facts, device, self.trust.anchors)
         if bound.ok is not True:
             # a result can only be bound through the certificate the device is registered with
             raise CertificateError(f"the certificate sent with the result is not device {device.id}'s registered "

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from policy.attestation import AttestationStanding
-from policy.certificates import BINDING, check_binding, find_anchor, validate_certificate
+from policy.certificates import BINDING, check_binding, validate_certificate
 from policy.decide import place
 from policy.model import (
     AuditNote,
@@ -199,8 +199,7 @@ class Authorizer:
         key = device_key(facts)
         # looked up even for an invalid certificate, so the decision log names the device it claims to be
         device = self.store.find_device(key) if key is not None else None
-        anchor, _ = find_anchor(facts, self.trust.anchors)
-        binding = check_binding(facts, device, anchor.role if anchor is not None else None)
+        binding = check_binding(facts, device, self.trust.anchors)
         verdict = validate_certificate(facts, self.trust.anchors, self.trust.crls, now,
                                        self.settings.revocation, (*extra_checks, binding))
         inputs = self.placement.for_authentication(facts, verdict, device, context, now, attestation)
