@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import yaml
 from click.testing import CliRunner
 
 from trustport.cli.main import cli
+from trustport.freeradius import render as render_module
+from trustport.freeradius import run as run_module
 from trustport.freeradius.run import RadiusServer, free_port, require_tool, run_eapol, write_eapol_conf
 from trustport_lab.lab import build_lab
 
@@ -31,9 +34,7 @@ USER = "freerad"
 DEVICE, MAC = "SN-1001", "02:00:00:00:00:01"  # an LDevID device; registered operational in segment production
 PRODUCTION_VLAN = 30
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not (DEBIAN_RADDB / "radiusd.conf").is_file() or shutil.which("runuser") is None,
-    reason="needs root, Debian's freeradius package (/etc/freeradius/3.0) and runuser")
+pytestmark = pytest.mark.integration
 
 
 # -- editing FreeRADIUS configuration text: sections are brace-balanced, comments start with '#' --------------
@@ -72,13 +73,27 @@ def _insert_before(text: str, header: str, anchor: str, lines: str) -> str:
     return text[:line_start] + lines + text[line_start:]
 
 
-def _as(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Install:
+    """trustport as freerad reaches it: the checkout and its venv bind-mounted under the 0755 work directory, as
+    a deployment installs it under /opt (the checkout itself may sit below a directory freerad cannot enter)."""
+
+    python: Path  # the venv's interpreter, under the mount
+    source: Path  # the source tree (policy, radius_hooks, trustport, ...), under the mount
+    site_packages: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.source), str(self.site_packages)])}
+
+
+def _as(user: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["runuser", "-u", user, "--", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+                          check=False, env=env)
 
 
-def _trustport(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "trustport"), *args]
+def _trustport(install: Install, *args: str) -> list[str]:
+    return [str(install.python), "-m", "trustport.cli.main", *args]
 
 
 # -- the deployment -------------------------------------------------------------------------------------------
@@ -86,11 +101,45 @@ def _trustport(*args: str) -> list[str]:
 @pytest.fixture
 def work() -> Iterator[Path]:
     """Under /tmp, not pytest's 0700 tmp_path: freerad must reach it, as it reaches /etc and /var/lib."""
+    missing = [what for what, ok in (("root", os.geteuid() == 0),
+                                     ("Debian's /etc/freeradius/3.0", (DEBIAN_RADDB / "radiusd.conf").is_file()),
+                                     ("runuser", shutil.which("runuser") is not None)) if not ok]
+    if missing:
+        pytest.fail(f"the deployment test needs {', '.join(missing)} (make test installs the packages)", pytrace=False)
     path = Path(tempfile.mkdtemp(prefix="tp-deploy-", dir="/tmp"))
     os.chmod(path, 0o755)
     yield path
     if not os.environ.get("TRUSTPORT_KEEP_DEPLOY"):  # set it to look at the files after a failure
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def install(work: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    repo = Path(render_module.__file__).resolve().parents[2]
+    venv = Path(sys.prefix)
+    mounts: list[Path] = []
+    try:
+        def bind(source: Path, name: str) -> Path:
+            target = work / "opt" / name
+            target.mkdir(parents=True)
+            os.chmod(work / "opt", 0o755)
+            proc = subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(target)], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                pytest.fail(f"cannot bind-mount {source} for freerad: {proc.stderr.strip()}", pytrace=False)
+            mounts.append(target)
+            return target
+
+        source = bind(repo, "trustport")
+        venv_at = source / venv.relative_to(repo) if venv.is_relative_to(repo) else bind(venv, "venv")
+        site = venv_at / Path(render_module.site_packages()).relative_to(venv)
+        for module in (render_module, run_module):  # what the rendered python3 module and radiusd's env name
+            monkeypatch.setattr(module, "python_path", lambda: str(source))
+            monkeypatch.setattr(module, "site_packages", lambda: str(site))
+        yield Install(venv_at / Path(sys.executable).relative_to(venv), source, site)
+    finally:
+        for target in reversed(mounts):
+            subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _lab_config(etc: Path, registry: Path) -> Path:
@@ -191,17 +240,17 @@ store.close()
 """
 
 
-def _sessions(config: Path) -> list[dict[str, str | None]]:
+def _sessions(config: Path, install: Install) -> list[dict[str, str | None]]:
     """Read as freerad: a root-owned registry-wal/-shm would lock radiusd out of the registry."""
     import json
 
-    proc = _as(USER, sys.executable, "-c", SESSIONS, str(config))
+    proc = _as(USER, str(install.python), "-c", SESSIONS, str(config), env=install.env)
     assert proc.returncode == 0, proc.stderr
     rows: list[dict[str, str | None]] = json.loads(proc.stdout)
     return rows
 
 
-def test_merge_into_debian_etc_freeradius(work: Path) -> None:
+def test_merge_into_debian_etc_freeradius(work: Path, install: Install) -> None:
     etc, var_lib = work / "etc-trustport", work / "var-lib-trustport"
     etc.mkdir()
     registry = var_lib / "registry.sqlite"
@@ -224,11 +273,11 @@ def test_merge_into_debian_etc_freeradius(work: Path) -> None:
     subprocess.run(["chown", "-R", "root:freerad", str(etc)], check=True)
     subprocess.run(["chmod", "-R", "u=rwX,g=rX,o=", str(etc)], check=True)
     subprocess.run(["install", "-d", "-o", USER, "-g", USER, "-m", "0750", str(var_lib)], check=True)
-    init = _as(USER, *_trustport("db", "init", "--config", str(config)))
+    init = _as(USER, *_trustport(install, "db", "init", "--config", str(config)), env=install.env)
     assert init.returncode == 0, init.stdout + init.stderr
     cert_path = etc / "pki" / f"{DEVICE}.pem"
-    added = _as(USER, *_trustport("devices", "add", "--cert", str(cert_path), "--segment", "production",
-                                  "--config", str(config)))
+    added = _as(USER, *_trustport(install, "devices", "add", "--cert", str(cert_path), "--segment", "production",
+                                  "--config", str(config)), env=install.env)
     assert added.returncode == 0, added.stdout + added.stderr
 
     # 3.-4. render: the permission check as freerad and freeradius -XC pass
@@ -261,11 +310,11 @@ def test_merge_into_debian_etc_freeradius(work: Path) -> None:
         nas = {"NAS-IP-Address": "127.0.0.1", "Calling-Station-Id": MAC.replace(":", "-"), "NAS-Port": "7",
                "Acct-Session-Id": "deploy-1", "User-Name": f"{DEVICE.lower()}.devices.example"}
         _radclient(acct_port, secret, {**nas, "Acct-Status-Type": "Start"})
-        [opened] = [s for s in _sessions(config) if s["active"] == "True"]
+        [opened] = [s for s in _sessions(config, install) if s["active"] == "True"]
         assert opened["acct_session_id"] == "deploy-1" and opened["vlan"] == str(PRODUCTION_VLAN)
         assert opened["calling_station_id"] == "02-00-00-00-00-01" and opened["device_id"] is not None
         _radclient(acct_port, secret, {**nas, "Acct-Status-Type": "Stop", "Acct-Session-Time": "60"})
-        [closed] = [s for s in _sessions(config) if s["id"] == opened["id"]]
+        [closed] = [s for s in _sessions(config, install) if s["id"] == opened["id"]]
         assert closed["active"] == "False" and closed["stopped_at"] is not None
     for leftover in var_lib.iterdir():  # nothing in the registry's directory was created as root
         assert leftover.stat().st_uid != 0, leftover
