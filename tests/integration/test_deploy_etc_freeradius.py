@@ -130,8 +130,12 @@ def install(work: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
             mounts.append(target)
             return target
 
-        source = bind(repo, "trustport")
-        venv_at = source / venv.relative_to(repo) if venv.is_relative_to(repo) else bind(venv, "venv")
+        # each package and the venv on its own: the checkout's own directory may be 0700 (a mktemp clone)
+        source = work / "opt" / "trustport"
+        for package in ("policy", "radius_hooks", "trustport", "switch_drivers", "trustport_lab"):
+            bind(repo / package, f"trustport/{package}")
+        os.chmod(source, 0o755)
+        venv_at = bind(venv, "trustport/.venv" if venv.is_relative_to(repo) else "venv")
         site = venv_at / Path(render_module.site_packages()).relative_to(venv)
         for module in (render_module, run_module):  # what the rendered python3 module and radiusd's env name
             monkeypatch.setattr(module, "python_path", lambda: str(source))
