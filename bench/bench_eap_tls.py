@@ -141,7 +141,8 @@ def _auth(lab: Lab, port: int):  # type: ignore[no-untyped-def]
     cert, key = lab.devices["SN-1001"]
     conf = write_eapol_conf(lab.work / "bench.conf", identity="sn-1001.devices.example",
                             ca_cert=lab.work / "pki" / "server-ca.pem", client_cert=cert, private_key=key)
-    return run_eapol(conf, port=port, secret=lab.config.radius.clients[0].secret.reveal(), mac="02:00:00:00:aa:01")
+    return run_eapol(conf, port=port, secret=lab.config.radius.clients[0].secret.get_secret_value(),
+                     mac="02:00:00:00:aa:01")
 
 
 def _hook_call_cost(lab: Lab, calls: int = 300) -> float:

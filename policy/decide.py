@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from pydantic import BaseModel, ConfigDict
+
 from policy.attestation import AttestationStanding, Tier
 from policy.model import (
     CertificateFacts,
@@ -35,9 +37,10 @@ from policy.rules import DeviceView, Rule, resolve_site
 from policy.x509facts import parse_oneline_dn
 
 
-@dataclass(frozen=True)
-class AttestationRules:
+class AttestationRules(BaseModel):
     """Where a device goes by its attestation (it can only lower a placement, never raise it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     warning_segment: str
     missing_ldevid_segment: str  # no/expired/unbound result for a device with an LDevID

@@ -17,11 +17,3 @@ def policy_revision(document: Mapping[str, Any]) -> str:
     key order and comments, changed by any change of meaning."""
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:REVISION_CHARS]
-
-
-def revision_of(settings: Any) -> str:
-    """The revision hook settings carry (``HookSettings.policy_revision``), else computed from their document."""
-    given = getattr(settings, "policy_revision", None)
-    if isinstance(given, str) and given:
-        return given
-    return policy_revision(getattr(settings, "policy_document", None) or {})

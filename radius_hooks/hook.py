@@ -29,9 +29,11 @@ from radius_hooks.attributes import (
     normalise_serial,
     request_pairs,
 )
+from trustport.app import build_authorizer
 from trustport.services.authorize import Authorizer, device_label
 from trustport.settings.hook import HookSettings
 from trustport.store.sessions import ACCT_KINDS
+from trustport.store.sql import SqlDeviceStore
 
 ReplyPairs = tuple[tuple[str, str, str], ...]
 DEDUP_SECONDS = 30.0
@@ -164,7 +166,7 @@ class Hook:
             settings = HookSettings.load(Path(path))
             self._settings_path = Path(path).resolve()
             self._config_file = settings.config_file
-            self.authorizer = Authorizer.from_settings(settings)
+            self.authorizer = build_authorizer(settings)
             for message in self.authorizer.trust.errors:
                 self.log(self.radiusd.L_WARN, message)
             self.log(self.radiusd.L_INFO, f"loaded {len(self.authorizer.trust.anchors)} trust anchor CA(s), "
@@ -258,7 +260,7 @@ class Hook:
             settings = config.hook_settings()  # names its config file: the loader records it
             watched = (path, *((config.path(config.policy_file),) if config.policy_file is not None else ()))
             same_db = settings.database_url == old.settings.database_url
-            new = Authorizer.from_settings(settings, store=old.store if same_db else None)
+            new = build_authorizer(settings, old.store if same_db and isinstance(old.store, SqlDeviceStore) else None)
         except Exception as exc:
             self._stamp = stamp
             if self._failed_stamp != stamp:

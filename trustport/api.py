@@ -272,7 +272,7 @@ def create_app(config: TrustportConfig, clock: Callable[[], datetime] = lambda: 
     if config.api is None:
         raise AttestationError("the REST API is not configured: add an 'api:' section with at least one token")
     limits = limits or ApiLimits()
-    tokens = [(t.name, t.secret.reveal().encode()) for t in config.api.tokens]
+    tokens = [(t.name, t.secret.get_secret_value().encode()) for t in config.api.tokens]
     root = App(config)
     store = root.store
     service = root.attestation

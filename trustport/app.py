@@ -1,5 +1,6 @@
 """The composition root: one place that builds the registry, the trust material, the services and the switch
-driver executor from one configuration. Every adapter (CLI commands, the REST API, the worker) gets them from here
+driver executor from one configuration. Every adapter (CLI commands, the REST API, the worker) gets them from
+``App``, and the RADIUS hook, which has the rendered hook settings rather than the YAML, from ``build_authorizer``,
 instead of opening its own store or loading anchors itself, so they all use the same objects the same way."""
 
 from __future__ import annotations
@@ -15,11 +16,32 @@ from trustport.store.sql import SqlDeviceStore
 
 if TYPE_CHECKING:  # the services pull in what only some commands need
     from trustport.services.attestation import AttestationService
-    from trustport.services.authorize import Authorizer
+    from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.enforcement import Enforcement
     from trustport.services.lifecycle import LifecycleService
     from trustport.services.trust import TrustMaterial
     from trustport.worker.executor import DriverExecutor
+
+
+def load_trust(settings: HookSettings) -> TrustMaterial:
+    from trustport.services.trust import TrustMaterial
+
+    return TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
+
+
+def build_authorizer(settings: HookSettings, store: SqlDeviceStore | None = None, *,
+                     trust: TrustMaterial | None = None, placement: PlacementService | None = None) -> Authorizer:
+    """The authorization service of these settings: what the RADIUS hook runs (it has the hook settings, not the
+    YAML) and what ``App.authorizer`` is. ``store`` is reused when given (a policy reload on the same registry)."""
+    from trustport.services.authorize import Authorizer, DenyList, PlacementService
+    from trustport.store.lifecycle import SqlLifecycleStore
+    from trustport.store.sessions import SqlSessionStore
+
+    store = store if store is not None else SqlDeviceStore(settings.database_url)
+    placement = placement if placement is not None else PlacementService.from_settings(settings, store)
+    return Authorizer(settings, store, trust if trust is not None else load_trust(settings), placement,
+                      deny_list=DenyList(SqlLifecycleStore(store).denied_index).reason,
+                      sessions=SqlSessionStore(store))
 
 
 class App:
@@ -50,16 +72,18 @@ class App:
 
     @cached_property
     def trust(self) -> TrustMaterial:
-        from trustport.services.trust import TrustMaterial
+        return load_trust(self.settings)
 
-        s = self.settings
-        return TrustMaterial.load(s.anchors, s.crl_dir, s.crl_refresh_seconds, time.monotonic)
+    @cached_property
+    def placement(self) -> PlacementService:
+        """The one placement (input building + ``place``) the authorizer and the enforcement planner share."""
+        from trustport.services.authorize import PlacementService
+
+        return PlacementService.from_settings(self.settings, self.store)
 
     @cached_property
     def authorizer(self) -> Authorizer:
-        from trustport.services.authorize import Authorizer
-
-        return Authorizer.from_settings(self.settings, store=self.store)
+        return build_authorizer(self.settings, self.store, trust=self.trust, placement=self.placement)
 
     @cached_property
     def attestation(self) -> AttestationService:
@@ -71,13 +95,14 @@ class App:
     def enforcement(self) -> Enforcement:
         from trustport.services.enforcement import Enforcement
 
-        return Enforcement(self.config, self.store)
+        return Enforcement(self.config, self.store, placement=self.placement)
 
     @cached_property
     def lifecycle(self) -> LifecycleService:
         from trustport.services.lifecycle import LifecycleService
 
-        return LifecycleService(self.config, self.store)
+        return LifecycleService(self.config, self.store, enforcement=self.enforcement
+                                if self.config.enforcement is not None else None)
 
     @cached_property
     def executor(self) -> DriverExecutor:

@@ -129,7 +129,8 @@ def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None 
     crl_dir.mkdir(exist_ok=True)
     (crl_dir / "ldevid.crl").write_bytes(crl_pem(make_crl(cas["ldevid"], revoked, now=now)))
     secret_file = work / "radius-secret"
-    write_private(secret_file, secrets.token_urlsafe(24).encode())
+    # urlsafe text can start with "-", which radclient and eapol_test read as an option: start with letters
+    write_private(secret_file, ("tp" + secrets.token_urlsafe(24)).encode())
     write_private(work / "api-token", secrets.token_urlsafe(32).encode())
     verifier = new_signing_key("p256")
     write_private(work / "verifier.key", verifier.private_bytes(
@@ -218,7 +219,8 @@ class Lab:
         conf = write_eapol_conf(self.work / f"eapol-{serial}.conf", identity=f"{serial.lower()}.devices.example",
                                 ca_cert=self.work / "pki" / "server-ca.pem", client_cert=cert_path,
                                 private_key=key_path)
-        return run_eapol(conf, port=self.config.radius.auth_port, secret=self.config.radius.clients[0].secret.reveal(),
+        return run_eapol(conf, port=self.config.radius.auth_port,
+                         secret=self.config.radius.clients[0].secret.get_secret_value(),
                          mac=self.macs[serial], nas_port=self.ports[serial])
 
 

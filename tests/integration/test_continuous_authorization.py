@@ -81,7 +81,7 @@ def test_accounting_stop_closes_the_session(world) -> None:  # type: ignore[no-u
     connect(lab, network, "SN-3003", 5)
     device = next(d for d in lab.store.list_devices() if d.key.serial_number == "SN-3003")
     (session,) = SqlSessionStore(lab.store).active_for_device(device.id)
-    secret = lab.config.radius.clients[0].secret.reveal()
+    secret = lab.config.radius.clients[0].secret.get_secret_value()
     for status in ("Start", "Interim-Update", "Stop"):  # radclient (freeradius-utils) as an independent client
         attributes = (f'Acct-Status-Type = {status}\nAcct-Session-Id = "lab-0042"\n'
                       f'Calling-Station-Id = "{session.calling_station_id}"\nNAS-IP-Address = 127.0.0.1\n')

@@ -146,7 +146,7 @@ def test_rendered_config_is_safe(lab: Lab) -> None:
 
 
 def test_radius_secret_not_in_logs(lab: Lab) -> None:
-    secret = lab.config.radius.clients[0].secret.reveal()
+    secret = lab.config.radius.clients[0].secret.get_secret_value()
     log = Path(lab.server.log_file).read_text(errors="replace")
     assert secret not in log
 

@@ -47,7 +47,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, das_port: int) -> Iterator[Lab
 
 def test_quarantine_through_a_real_nas(lab: Lab, das_port: int, tmp_path: Path) -> None:
     radius = lab.config.radius
-    with WiredNas(radius.auth_port, radius.clients[0].secret.reveal(), acct_port=radius.acct_port,
+    with WiredNas(radius.auth_port, radius.clients[0].secret.get_secret_value(), acct_port=radius.acct_port,
                   das_port=das_port, das_secret=DAS_SECRET, nas_identifier=NAS_ID, workdir=tmp_path / "nas") as nas:
         cert, key = lab.devices["SN-1001"]
         with Supplicant(nas, cert, key, lab.work / "pki" / "server-ca.pem", "sn-1001.devices.example",

@@ -36,7 +36,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 @pytest.fixture
 def nas(lab: Lab, tmp_path: Path) -> Iterator[WiredNas]:
     radius = lab.config.radius
-    with WiredNas(radius.auth_port, radius.clients[0].secret.reveal(), acct_port=radius.acct_port,
+    with WiredNas(radius.auth_port, radius.clients[0].secret.get_secret_value(), acct_port=radius.acct_port,
                   das_port=free_port(), das_secret=DAS_SECRET, nas_identifier=NAS_IDENTIFIER,
                   workdir=tmp_path / "nas") as running:
         yield running

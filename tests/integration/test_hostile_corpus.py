@@ -68,8 +68,9 @@ def _radius(corpus: CorpusLab, name: str) -> str:
     conf = write_eapol_conf(lab.work / f"eapol-{name}.conf", identity=f"{name}.example",
                             ca_cert=lab.work / "pki" / "server-ca.pem", client_cert=cert, private_key=key,
                             weak_client=True)
-    result = run_eapol(conf, port=lab.config.radius.auth_port, secret=lab.config.radius.clients[0].secret.reveal(),
-                       mac="02:00:00:00:99:01", nas_port=9)
+    result = run_eapol(conf, port=lab.config.radius.auth_port,
+                       secret=lab.config.radius.clients[0].secret.get_secret_value(), mac="02:00:00:00:99:01",
+                       nas_port=9)
     return _outcome(result)
 
 
@@ -142,8 +143,8 @@ def test_a_real_impostor_never_lifts_a_victims_attestation(corpus: CorpusLab) ->
     cert, key = lab.devices[VICTIM]
     conf = write_eapol_conf(lab.work / "eapol-victim.conf", identity="victim.example",
                             ca_cert=lab.work / "pki" / "server-ca.pem", client_cert=cert, private_key=key)
-    result = run_eapol(conf, port=lab.config.radius.auth_port, secret=lab.config.radius.clients[0].secret.reveal(),
-                       mac="02:00:00:00:99:02")
+    result = run_eapol(conf, port=lab.config.radius.auth_port,
+                       secret=lab.config.radius.clients[0].secret.get_secret_value(), mac="02:00:00:00:99:02")
     assert _outcome(result) == "accept VLAN 30"
     device = lab.store.find_device(DeviceKey(oneline_dn(lab.cas["ldevid"].cert.subject), VICTIM))
     assert device is not None

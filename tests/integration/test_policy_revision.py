@@ -15,7 +15,6 @@ import yaml
 from click.testing import CliRunner
 
 from policy.model import DeviceKey
-from policy.revision import revision_of
 from policy.x509facts import facts_from_certificate
 from trustport.cli.main import cli
 from trustport.settings.config import load_config
@@ -39,7 +38,7 @@ def _set_production_vlan(lab: Lab, vlan: object) -> None:
 
 
 def _yaml_revision(lab: Lab) -> str:
-    return revision_of(load_config(lab.config_path).hook_settings())
+    return load_config(lab.config_path).policy_revision()
 
 
 def _last_revision(lab: Lab, serial: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from policy.certificates import RevocationPolicy
-from policy.decide import SegmentRules
+from policy.document import PolicyDocument
 from policy.model import CertKind
 from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
@@ -39,7 +39,8 @@ def write_settings(pki: DevicePki, tmp: Path) -> Path:
         anchors=(AnchorFile("acme", CertKind.IDEVID, pki.cert_path("idevid-ca")),
                  AnchorFile("site", CertKind.LDEVID, pki.cert_path("ldevid-ca"))),
         crl_dir=pki.root / "crl", crl_refresh_seconds=30, revocation=RevocationPolicy(),
-        rules=SegmentRules({"production": 30, "quarantine": 999}, default_segment="production"),
+        policy=PolicyDocument.model_validate({"segments": {"production": 30, "quarantine": 999},
+                                              "policy": {"default_segment": "production"}}),
         database_url=f"sqlite:///{tmp / 'registry.sqlite'}",
     )
     path = tmp / "hook.json"

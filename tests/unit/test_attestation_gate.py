@@ -13,6 +13,7 @@ from policy.attestation import Tier
 from policy.model import CertificateFacts, Outcome
 from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv
+from trustport.app import build_authorizer
 from trustport.cli.main import cli
 from trustport.services.attestation import AttestationService
 from trustport.services.authorize import Authorizer
@@ -30,7 +31,7 @@ def device_facts(env: AttestEnv, name: str) -> CertificateFacts:
 
 def services(env: AttestEnv) -> tuple[Authorizer, AttestationService]:
     settings = env.config.hook_settings()
-    authorizer = Authorizer.from_settings(settings)
+    authorizer = build_authorizer(settings)
     trust = TrustMaterial.load(settings.anchors, settings.crl_dir, 30, time.monotonic)
     return authorizer, AttestationService(settings.attestation, env.store, trust)
 

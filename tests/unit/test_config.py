@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from policy.errors import ConfigError
 from tests.pki_fixtures import DevicePki
-from trustport.settings.config import Secret, check_config, load_config
+from trustport.settings.config import check_config, load_config
 
 SECRET = "s3cr3t-shared-secret-value"
 
@@ -34,7 +35,7 @@ def write(tmp_path: Path, data: object) -> Path:
 
 def test_good_config_loads(pki: DevicePki, tmp_path: Path) -> None:
     config = load_config(write(tmp_path, good_config(pki)))
-    assert config.radius.clients[0].secret.reveal() == SECRET
+    assert config.radius.clients[0].secret.get_secret_value() == SECRET
     settings = config.hook_settings()
     assert settings.rules.segments["quarantine"] == 999
     assert settings.database_url == f"sqlite:///{tmp_path / 'trustport.sqlite'}"
@@ -44,7 +45,8 @@ def test_secret_never_prints(pki: DevicePki, tmp_path: Path) -> None:
     config = load_config(write(tmp_path, good_config(pki)))
     for text in (repr(config), str(config), config.model_dump_json(), repr(config.radius.clients[0])):
         assert SECRET not in text
-    assert str(Secret("x")) == "REDACTED"
+    assert isinstance(config.radius.clients[0].secret, SecretStr)
+    assert str(config.radius.clients[0].secret) == "**********"
 
 
 def test_every_problem_has_a_location(pki: DevicePki, tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_secret_from_env_and_file(pki: DevicePki, tmp_path: Path, monkeypatch: p
         {"name": "b", "address": "10.0.0.2", "secret": {"env": "TP_SECRET"}},
     ]
     config = load_config(write(tmp_path, data))
-    assert [c.secret.reveal() for c in config.radius.clients] == [SECRET, SECRET + "-env"]
+    assert [c.secret.get_secret_value() for c in config.radius.clients] == [SECRET, SECRET + "-env"]
     data["radius"]["clients"][1]["secret"] = {"env": "TP_UNSET_VARIABLE"}  # type: ignore[index]
     _, problems = check_config(write(tmp_path, data))
     assert "TP_UNSET_VARIABLE is not set" in problems[0].message
@@ -251,6 +253,20 @@ def test_hook_settings_round_trip_through_pydantic(pki: DevicePki, tmp_path: Pat
     edited["policy_revision"] = "0" * 12
     with pytest.raises(ConfigError, match="does not match the policy document"):
         HookSettings.from_json(edited, "hook.json")
+    # hook.json is the same typed policy model: a hand edit gets the checks 'config check' runs
+    typo = json.loads(text)
+    typo["policy_revision"] = ""
+    typo["policy"]["policy"]["rules"] = [{"name": "r", "match": {"state": "operationl"}, "segment": "production"}]
+    with pytest.raises(ConfigError, match="'operationl' is not a known value"):
+        HookSettings.from_json(typo, "hook.json")
+    dangling = json.loads(text)
+    dangling["policy_revision"] = ""
+    dangling["policy"]["policy"]["default_segment"] = "mars"
+    with pytest.raises(ConfigError, match="segment 'mars' is not defined"):
+        HookSettings.from_json(dangling, "hook.json")
+    old = {**json.loads(text), "version": 2}
+    with pytest.raises(ConfigError, match="re-run 'trustport radius render'"):
+        HookSettings.from_json(old, "hook.json")
 
 
 def test_policy_revision_follows_the_effective_policy(pki: DevicePki, tmp_path: Path) -> None:

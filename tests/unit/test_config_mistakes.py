@@ -164,7 +164,7 @@ MISTAKES = [
             append(_verifier_section("  placement: {warning_segment: amber, missing_ldevid_segment: restricted}\n")),
             r":24: attestation\.placement\.warning_segment", r"warning_segment 'amber' is not defined"),
     # types and keys
-    Mistake("unknown top-level key", append("colour: red\n"), r":22: colour", r"Extra inputs are not permitted"),
+    Mistake("unknown top-level key", append("colour: red\n"), r":22: colour", r"unknown key 'colour'"),
     Mistake("wrong type", sub("radius:\n", "radius:\n  auth_port: abc\n"), r":2: radius\.auth_port",
             r"valid integer"),
     Mistake("negative timeout", append("revocation: {refresh_seconds: -1}\n"), r":22: revocation\.refresh_seconds",
@@ -315,5 +315,5 @@ def test_mistake_in_the_policy_file_is_located_there(pki: DevicePki, tmp_path: P
     path = _write(tmp_path, pki, Mistake("policy file", edit, "", ""))
     _config, problems = check_config(path)
     assert [str(p) for p in problems] == [
-        f"{policy}:6: policy.rules.0.match.cert_kind: rule 'a': field 'cert_kind': 'ldevd' is not a known value; "
+        f"{policy}:6: policy.rules.0.match.cert_kind: field 'cert_kind': 'ldevd' is not a known value; "
         "known: idevid, ldevid"]

@@ -230,7 +230,6 @@ def _edit(env: Any, production: Any) -> None:
 
 
 def test_hook_picks_up_an_edited_policy_without_re_render(tmp_path: Any) -> None:
-    from policy.revision import revision_of
     from trustport.settings.config import load_config
 
     env = _reload_env(tmp_path)
@@ -241,7 +240,7 @@ def test_hook_picks_up_an_edited_policy_without_re_render(tmp_path: Any) -> None
         assert env.via_hook("meter", "10.10.1.2").vlan == 30  # checked at most once per second
         env.hook.monotonic.value += 1.5
         assert env.via_hook("meter", "10.10.1.2").vlan == 31
-        new = revision_of(load_config(env.config_path).hook_settings())
+        new = load_config(env.config_path).policy_revision()
         assert new != old and env.hook.authorizer.policy_revision == new
         assert env.store.decisions(limit=1)[0].policy_revision == new
         (server,) = env.store.radius_servers()

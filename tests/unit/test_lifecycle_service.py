@@ -15,8 +15,8 @@ from policy.model import LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate
 from tests.attest_env import AttestEnv, make_env
 from tests.pki_fixtures import DevicePki
+from trustport.app import build_authorizer
 from trustport.cli.main import cli
-from trustport.services.authorize import Authorizer
 from trustport.services.lifecycle import LifecycleService
 from trustport.store.lifecycle import SqlLifecycleStore
 
@@ -41,7 +41,7 @@ def test_revoke_denies_the_certificate_and_the_hook_rejects_it(env: AttestEnv) -
     facts = facts_from_certificate(env.pki.devices["ldevid-ok"].cert)
     reonboarded = service.act(result.after, "reonboard", actor="bob", reason="new owner", now=NOW)
     assert reonboarded.after.state is LifecycleState.ONBOARDING
-    decision = Authorizer.from_settings(env.config.hook_settings()).evaluate(facts, NOW).decision
+    decision = build_authorizer(env.config.hook_settings()).evaluate(facts, NOW).decision
     assert decision.outcome is Outcome.REJECT  # a revoked certificate stays denied after re-onboarding
     assert any("deny list" in r and "stolen" in r for r in decision.reasons)
 

@@ -11,7 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from policy.attestation import AttestationStanding, Tier
-from policy.decide import AttestationRules, decide
+from policy.decide import decide
+from policy.document import build_segment_rules, policy_problems
 from policy.model import (
     CertificateFacts,
     CertificateVerdict,
@@ -23,7 +24,6 @@ from policy.model import (
     NetworkContext,
     Outcome,
 )
-from policy.policy_doc import build_segment_rules, policy_problems
 from policy.rules import RuleError, resolve_site
 from trustport.cli.main import cli
 
@@ -56,8 +56,9 @@ DOC = {
         ],
     },
 }
-RULES = build_segment_rules(DOC["segments"], DOC["sites"], DOC["policy"],  # type: ignore[arg-type]
-                            AttestationRules("restricted", "restricted", "quarantine"))
+RULES = build_segment_rules({**DOC, "attestation": {"warning_segment": "restricted",
+                                                    "missing_ldevid_segment": "restricted",
+                                                    "missing_idevid_segment": "quarantine"}})
 
 
 def facts(cn: str = "cam-1", issuer: str = ISSUER, mud: str | None = None) -> CertificateFacts:
@@ -170,9 +171,9 @@ BAD = [
 def test_bad_policies_are_refused_with_their_place(doc: dict[str, object], message: str,
                                                    path: tuple[object, ...]) -> None:
     with pytest.raises(RuleError):
-        build_segment_rules(doc["segments"], doc.get("sites", {}), doc.get("policy", {}))  # type: ignore[arg-type]
-    rules, problems = policy_problems(doc["segments"], doc.get("sites", {}), doc.get("policy", {}))
-    assert rules is None
+        build_segment_rules(doc)
+    document, problems = policy_problems(doc)
+    assert document is None
     assert any(re.search(message, str(p)) and p.path[: len(path)] == path for p in problems), problems
 
 
@@ -203,3 +204,28 @@ def test_policy_file_referenced_from_config(tmp_path: Path, pki) -> None:  # typ
     (tmp_path / "trustport.yaml").write_text(yaml.safe_dump(config))
     clash = CliRunner().invoke(cli, ["config", "check", str(tmp_path / "trustport.yaml")])
     assert clash.exit_code == 1 and "must be in" in clash.output
+
+
+def test_every_match_field_is_one_the_decision_fills() -> None:
+    """A match field the decision never fills would make every rule using it a silent no-op."""
+    from policy.decide import device_view
+    from policy.document import Match
+
+    view = device_view(facts(), verdict(CertKind.IDEVID), None, None, None, None)
+    assert set(view.values) == set(Match.model_fields) - {"subject"}
+    assert view.subject["CN"] == "cam-1"
+
+
+@pytest.mark.parametrize(("field", "values"), [
+    ("state", ["unknown", "pending", "onboarding", "operational"]),
+    ("cert_kind", [k.value for k in CertKind]),
+    ("attestation", ["affirming", "warning", "contraindicated", "none", "missing"]),
+])
+def test_enum_fields_take_every_value_and_nothing_else(field: str, values: list[str]) -> None:
+    from policy.document import RuleSpec
+
+    for value in [*values, values[0][:2] + "*"]:  # each value, and a glob matching one
+        assert RuleSpec.model_validate({"name": "r", "match": {field: value}, "reject": True}).compile().uses(field)
+    for wrong in ["", "quarantined", "decommissioned", values[0] + "x", "*x"]:
+        with pytest.raises(ValueError):
+            RuleSpec.model_validate({"name": "r", "match": {field: wrong}, "reject": True})

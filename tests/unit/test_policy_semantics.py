@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from policy.decide import SegmentRules, decide
+from policy.document import parse_rule
 from policy.model import (
     CertificateFacts,
     CertificateVerdict,
@@ -21,7 +22,6 @@ from policy.model import (
     LifecycleState,
     Outcome,
 )
-from policy.rules import parse_rule
 from tests.support.placement_env import NAS_IPS, PlacementEnv
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -33,7 +33,7 @@ REVOKED = CertificateVerdict(False, CertKind.IDEVID, "medpump", (Check("revocati
 def rules(*raw: dict[str, object]) -> SegmentRules:
     return SegmentRules({"medical": 120, "onboarding": 90, "quarantine": 999, "production": 30},
                         default_segment="production", onboarding_segment="onboarding",
-                        rules=tuple(parse_rule(r, i) for i, r in enumerate(raw)))
+                        rules=tuple(parse_rule(r) for r in raw))
 
 
 PUMPS = {"name": "pumps", "match": {"manufacturer": "MedPump*"}, "segment": "medical"}

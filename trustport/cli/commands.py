@@ -69,16 +69,15 @@ def policy_check(file: Path | None, as_json: bool, explain: bool, config_file: P
     """Validate a policy file (segments, sites, rules), or the policy in the config; exit 1 on problems.
 
     Lists the rules that admit unregistered devices (their ``state:`` names unknown or pending)."""
-    from policy.policy_doc import document_from_rules
     from trustport.settings.config import check_policy_file
-    from trustport.settings.hook import policy_revision
 
     if file is not None:
-        rules, problems = check_policy_file(file)
+        document, problems = check_policy_file(file)
     else:
         config, problems = check_config(config_file)
-        rules = config.segment_rules() if config is not None and not problems else None
-    revision = policy_revision(document_from_rules(rules)) if rules is not None and not problems else None
+        document = config.policy_document() if config is not None and not problems else None
+    rules = document.segment_rules() if document is not None and not problems else None
+    revision = document.revision() if document is not None and rules is not None else None
     admitting = [r.name for r in rules.rules if r.admits_unregistered()] if rules is not None else []
     if as_json:
         cli_base.emit_json({"ok": not problems, "problems": [{"location": p.location, "message": p.message}

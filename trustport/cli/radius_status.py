@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from policy.revision import revision_of
 from trustport.app import App
 from trustport.cli import base as cli_base
 from trustport.cli.base import config_option
@@ -24,7 +23,7 @@ from trustport.settings.config import load_config
 def status_command(as_json: bool, config_file: Path) -> None:
     """Policy revision of every running FreeRADIUS against the config on disk (exit 1 when one is stale)."""
     config = load_config(config_file)  # a config that does not validate is reported as such (exit 2)
-    revision = revision_of(config.hook_settings())
+    revision = config.policy_revision()
     with App(config) as app:
         servers = app.store.radius_servers()
     rows = [{"server": s.server_id, "pid": s.pid, "policy_revision": s.policy_revision, "loaded_at": s.loaded_at,

@@ -63,7 +63,7 @@ def _clients(config: TrustportConfig) -> str:
             f"client {client.name} {{\n"
             f"\tipaddr = {client.address}\n"
             f"\tproto = udp\n"
-            f"\tsecret = \"{client.secret.reveal()}\"\n"
+            f"\tsecret = \"{client.secret.get_secret_value()}\"\n"
             f"\trequire_message_authenticator = yes\n"
             f"\tlimit_proxy_state = yes\n"
             f"\tnas_type = other\n"
@@ -84,7 +84,7 @@ def _values(config: TrustportConfig, out: Path) -> dict[str, str]:
         "reject_delay": str(radius.reject_delay),
         "clients": _clients(config),
         "server_key": str(config.path(radius.server_key)),
-        "server_key_password": f'\t\tprivate_key_password = "{password.reveal()}"' if password else "",
+        "server_key_password": f'\t\tprivate_key_password = "{password.get_secret_value()}"' if password else "",
         "server_certificate": str(config.path(radius.server_certificate)),
         "python_path": python_path(),
         "hook_settings": str(out / "hook.json"),

@@ -30,11 +30,12 @@ from policy.certificates import check_binding as check_certificate_binding
 from policy.errors import AttestationError, CertificateError, DeviceNotFound
 from policy.model import CertificateFacts, DeviceKey, DeviceRecord
 from policy.x509facts import load_pem_certificates
-from trustport.services.attestation_gate import AttestationSettings
 from trustport.services.chain import pem_facts
 from trustport.services.devices import resolve_device
 from trustport.services.trust import TrustMaterial
+from trustport.settings.attestation import AttestationConfig
 from trustport.store.attestation import SqlAttestationStore
+from trustport.store.protocols import AttestationRepository
 from trustport.store.sql import SqlDeviceStore
 
 MAX_DEVICE_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
@@ -81,14 +82,14 @@ class ImportOutcome:
 
 
 class AttestationService:
-    def __init__(self, settings: AttestationSettings | None, store: SqlDeviceStore, trust: TrustMaterial) -> None:
+    def __init__(self, settings: AttestationConfig | None, store: SqlDeviceStore, trust: TrustMaterial) -> None:
         if settings is None:
             raise AttestationDisabled("attestation is not configured: add an 'attestation:' section with the "
                                       "verifier's public key(s) to the config")
         self.settings = settings
         self.keys: tuple[VerifierKey, ...] = settings.load_keys()
         self.store = store
-        self.results = SqlAttestationStore(store)
+        self.results: AttestationRepository = SqlAttestationStore(store)
         self.trust = trust
 
     def verify(self, token: str, now: datetime) -> EarClaims:

@@ -9,46 +9,25 @@ the certificate the device presents must be the one the result was bound to.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 
 from policy.attestation import (
     AttestationStanding,
     EarClaims,
     TokenRejected,
-    VerifierKey,
     check_fresh,
-    load_verifier_key,
     parse_claims,
     verify_signature,
 )
-from policy.errors import AttestationError
 from policy.model import CertificateFacts, DeviceRecord
-from trustport.store.attestation import SqlAttestationStore
-
-
-@dataclass(frozen=True)
-class AttestationSettings:
-    verifier_keys: tuple[tuple[str, Path], ...]
-    max_age: timedelta
-    leeway: timedelta = timedelta(seconds=30)
-
-    def load_keys(self) -> tuple[VerifierKey, ...]:
-        keys = []
-        for name, path in self.verifier_keys:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise AttestationError(f"verifier key {name!r}: cannot read {path}: {exc.strerror}") from exc
-            keys.append(load_verifier_key(name, data))
-        return tuple(keys)
+from trustport.settings.attestation import AttestationConfig
+from trustport.store.protocols import AttestationRepository
 
 
 class AttestationGate:
     CACHE_SIZE = 4096
 
-    def __init__(self, settings: AttestationSettings, store: SqlAttestationStore) -> None:
+    def __init__(self, settings: AttestationConfig, store: AttestationRepository) -> None:
         self.settings = settings
         self.keys = settings.load_keys()
         self.store = store

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from policy.attestation import AttestationStanding
@@ -29,13 +30,12 @@ from policy.model import (
     PlacementInput,
 )
 from policy.mud import MudHint
-from policy.revision import revision_of
 from policy.store import DeviceStore
 from trustport.services.attestation_gate import AttestationGate
-from trustport.services.mud_lookup import MudLookup, load_signers
+from trustport.services.mud_lookup import MudLookup
 from trustport.services.trust import TrustMaterial
 from trustport.settings.hook import HookSettings
-from trustport.store.sessions import SqlSessionStore
+from trustport.store.protocols import SessionRepository
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ def attestation_gate(settings: HookSettings, store: Any) -> AttestationGate | No
 def mud_lookup(settings: HookSettings) -> MudLookup | None:
     if settings.mud is None:
         return None
-    return MudLookup(settings.mud.directory, load_signers(settings.mud.signers), settings.mud.require_signature,
-                     settings.mud.refresh_seconds)
+    return settings.mud.lookup(Path("/"))  # its paths are absolute
 
 
 def registry_facts(device: DeviceRecord) -> CertificateFacts:
@@ -114,7 +113,12 @@ class PlacementService:
         self.store = store
         self.attestation = attestation
         self.mud = mud
-        self.revision = revision_of(settings)
+        self.revision = settings.policy_revision
+
+    @classmethod
+    def from_settings(cls, settings: HookSettings, store: Any) -> PlacementService:
+        """With the attestation gate and MUD lookup these settings describe, over ``store`` (a SqlDeviceStore)."""
+        return cls(settings, store, attestation_gate(settings, store), mud_lookup(settings))
 
     def mud_hint(self, facts: CertificateFacts | None, device: DeviceRecord | None, verdict: CertificateVerdict,
                  now: datetime) -> MudHint | None:
@@ -156,37 +160,25 @@ class PlacementService:
 
 
 class Authorizer:
+    """Built by the composition root (``trustport.app.build_authorizer``) for the hook, ``decide`` and the API."""
+
     def __init__(self, settings: HookSettings, store: DeviceStore, trust: TrustMaterial,
-                 attestation: AttestationGate | None = None,
-                 monotonic: Callable[[], float] = time.monotonic,
+                 placement: PlacementService, *, monotonic: Callable[[], float] = time.monotonic,
                  deny_list: Callable[[str, str], str | None] | None = None,
-                 sessions: SqlSessionStore | None = None, mud: MudLookup | None = None) -> None:
+                 sessions: SessionRepository | None = None) -> None:
         self.settings = settings
         self.store = store
         self.trust = trust
-        self.attestation = attestation
+        self.placement = placement
+        self.attestation = placement.attestation
+        self.mud = placement.mud
         self._monotonic = monotonic
         self.deny_list = deny_list
         self.sessions = sessions
-        self.mud = mud
-        self.placement = PlacementService(settings, store, attestation, mud)
 
     @property
     def policy_revision(self) -> str:
         return self.placement.revision
-
-    @classmethod
-    def from_settings(cls, settings: HookSettings, store: Any = None) -> Authorizer:
-        """Everything these settings describe; ``store`` (a SqlDeviceStore) is reused when given (a policy reload
-        on the same registry), else opened from ``settings.database_url``."""
-        from trustport.store.lifecycle import SqlLifecycleStore
-        from trustport.store.sql import SqlDeviceStore  # the SQL driver is only needed when a store is built here
-
-        trust = TrustMaterial.load(settings.anchors, settings.crl_dir, settings.crl_refresh_seconds, time.monotonic)
-        store = store if store is not None else SqlDeviceStore(settings.database_url)
-        return cls(settings, store, trust, attestation_gate(settings, store),
-                   deny_list=DenyList(SqlLifecycleStore(store).denied_index).reason,
-                   sessions=SqlSessionStore(store), mud=mud_lookup(settings))
 
     def evaluate(self, facts: CertificateFacts, now: datetime, extra_checks: tuple[Check, ...] = (),
                  attestation: AttestationStanding | None = None, context: NetworkContext | None = None) -> AuthResult:

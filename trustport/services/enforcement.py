@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from policy.enforcement import NasBinding, Plan, PlanningError, SessionView, find_binding, plan_for
 from policy.model import Decision, DeviceRecord, NetworkContext, PlacementInput
-from trustport.services.authorize import PlacementService, attestation_gate, mud_lookup
+from trustport.services.authorize import PlacementService
 from trustport.settings.config import TrustportConfig
 from trustport.store.attestation import SqlAttestationStore
+from trustport.store.protocols import AttestationRepository, JobQueue, SessionRepository
 from trustport.store.queue import Job, SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
@@ -43,14 +44,16 @@ class Queued:
 
 
 class Enforcement:
-    def __init__(self, config: TrustportConfig, store: SqlDeviceStore) -> None:
+    def __init__(self, config: TrustportConfig, store: SqlDeviceStore,
+                 placement: PlacementService | None = None) -> None:
+        """``placement``: the composition root's (the authorizer's); built from the config when not given."""
         if config.enforcement is None:
             raise PlanningError("enforcement is not configured: add an 'enforcement:' section (inventory, nas)")
         self.config = config
         self.settings = config.hook_settings()
         self.store = store
-        self.sessions = SqlSessionStore(store)
-        self.queue = SqlJobQueue(store)
+        self.sessions: SessionRepository = SqlSessionStore(store)
+        self.queue: JobQueue = SqlJobQueue(store)
         enf = config.enforcement
         self.bindings = tuple(NasBinding(n.nas_ip, n.nas_identifier, n.coa, n.switch, dict(n.ports), n.bounce,
                                          n.coa_mode) for n in enf.nas)
@@ -58,8 +61,8 @@ class Enforcement:
         self.worker_settings = WorkerSettings(lease=timedelta(seconds=enf.lease_seconds),
                                               backoff_base=timedelta(seconds=enf.backoff_seconds),
                                               backoff_cap=timedelta(seconds=enf.backoff_cap_seconds))
-        self.gate = attestation_gate(self.settings, store)
-        self.placement = PlacementService(self.settings, store, self.gate, mud_lookup(self.settings))
+        self.placement = placement if placement is not None else PlacementService.from_settings(self.settings, store)
+        self.gate = self.placement.attestation
 
     def target_input(self, device: DeviceRecord, session: SessionView, now: datetime) -> PlacementInput:
         context = NetworkContext(nas_ip=session.nas_ip, nas_identifier=session.nas_identifier,
@@ -105,7 +108,7 @@ class Enforcement:
 
     def drain_reevaluations(self, now: datetime) -> list[Queued]:
         """Turn recorded re-evaluation requests (e.g. an attestation drop) into jobs."""
-        results = SqlAttestationStore(self.store)
+        results: AttestationRepository = SqlAttestationStore(self.store)
         queued: list[Queued] = []
         for request in results.pending_reevaluations():
             device = self.store.get_device(request.device_id)

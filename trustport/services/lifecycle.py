@@ -30,6 +30,7 @@ from trustport.services.devices import resolve_device
 from trustport.services.enforcement import Enforcement, PlannedJob, Queued
 from trustport.settings.config import TrustportConfig
 from trustport.store.lifecycle import DeviceStanding, LifecycleEvent, SqlLifecycleStore
+from trustport.store.protocols import LifecycleRepository
 from trustport.store.queue import SqlJobQueue
 from trustport.store.sql import SqlDeviceStore
 
@@ -81,11 +82,15 @@ def resolve_devices(store: SqlDeviceStore, refs: Sequence[str]) -> list[DeviceRe
 
 
 class LifecycleService:
-    def __init__(self, config: TrustportConfig, store: SqlDeviceStore) -> None:
+    def __init__(self, config: TrustportConfig, store: SqlDeviceStore,
+                 enforcement: Enforcement | None = None) -> None:
+        """``enforcement``: the composition root's planner (shared with the worker's); built here when not given."""
         self.config = config
         self.store = store
-        self.audit = SqlLifecycleStore(store)
-        self.enforcement = Enforcement(config, store) if config.enforcement is not None else None
+        self.audit: LifecycleRepository = SqlLifecycleStore(store)
+        if enforcement is None and config.enforcement is not None:
+            enforcement = Enforcement(config, store)
+        self.enforcement = enforcement
 
     def check_segment(self, segment: str | None) -> None:
         if segment is not None and segment not in self.config.segments:

@@ -1,7 +1,7 @@
 """The operator's configuration file (YAML): typed, validated, every problem reported with its location.
 
-Secrets are given inline, as ``{env: NAME}`` or ``{file: PATH}``, and are held as ``Secret`` values that print
-as REDACTED. Relative paths are relative to the config file's directory.
+Secrets are given inline, as ``{env: NAME}`` or ``{file: PATH}``, and are held as pydantic ``SecretStr`` values
+that print as ``**********``. Relative paths are relative to the config file's directory.
 """
 
 from __future__ import annotations
@@ -9,23 +9,29 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import core_schema
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from policy.certificates import RevocationPolicy
 from policy.decide import AttestationRules, SegmentRules
+from policy.document import (
+    PolicyDocument,
+    PolicySection,
+    Segment,
+    SiteMembers,
+    error_message,
+    policy_problems,
+)
 from policy.errors import ConfigError, TrustportError
 from policy.model import CertKind
-from policy.policy_doc import policy_problems
 from policy.rules import RuleError
-from trustport.services.attestation_gate import AttestationSettings
 from trustport.settings import safe_yaml
-from trustport.settings.hook import AnchorFile, HookSettings, MudSettings
+from trustport.settings.attestation import AttestationConfig
+from trustport.settings.base import PolicyProblems, SettingsModel, unique
+from trustport.settings.hook import AnchorFile, HookSettings
 from trustport.settings.mud import MudConfig
 
 MAX_CONFIG_BYTES = safe_yaml.MAX_BYTES
@@ -33,49 +39,18 @@ MAX_SECRET_BYTES = 64 * 1024
 MAX_PEM_BYTES = 1 << 20
 
 
-class Secret:
-    """A secret string that never prints."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('REDACTED')"
-
-    def __str__(self) -> str:
-        return "REDACTED"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            lambda v: v if isinstance(v, Secret) else Secret(str(v)),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda _v: "REDACTED"),
-        )
-
-
-def _resolve_secret(value: Any, base: Path) -> Secret:
-    if isinstance(value, Secret):
+def _resolve_secret(value: Any, base: Path) -> SecretStr:
+    if isinstance(value, SecretStr):
         return value
     if isinstance(value, str):
         if not value:
             raise ValueError("secret is empty")
-        return Secret(value)
+        return SecretStr(value)
     if isinstance(value, dict) and set(value) == {"env"}:
         name = str(value["env"])
         if name not in os.environ or not os.environ[name]:
             raise ValueError(f"environment variable {name} is not set")
-        return Secret(os.environ[name])
+        return SecretStr(os.environ[name])
     if isinstance(value, dict) and set(value) == {"file"}:
         path = base / str(value["file"])
         try:
@@ -86,18 +61,14 @@ def _resolve_secret(value: Any, base: Path) -> Secret:
             raise ValueError(f"secret file {path} is not UTF-8 text") from exc
         if not text:
             raise ValueError(f"secret file {path} is empty")
-        return Secret(text)
+        return SecretStr(text)
     raise ValueError("a secret is a string, {env: NAME} or {file: PATH}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RadiusClient(_Model):
+class RadiusClient(SettingsModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     address: str
-    secret: Secret
+    secret: SecretStr
 
     @field_validator("address")
     @classmethod
@@ -107,16 +78,16 @@ class RadiusClient(_Model):
 
     @field_validator("secret", mode="before")
     @classmethod
-    def _secret(cls, value: Any) -> Secret:
+    def _secret(cls, value: Any) -> SecretStr:
         secret = _resolve_secret(value, _BASE.get())
-        if len(secret.reveal()) < 16:
+        if len(secret.get_secret_value()) < 16:
             raise ValueError("RADIUS shared secrets must be at least 16 characters")
-        if any(ch in secret.reveal() for ch in '"\\\n\r'):
+        if any(ch in secret.get_secret_value() for ch in '"\\\n\r'):
             raise ValueError('RADIUS shared secrets must not contain quotes, backslashes or newlines')
         return secret
 
 
-class RadiusSettings(_Model):
+class RadiusSettings(SettingsModel):
     listen_address: str = "127.0.0.1"
     auth_port: int = Field(default=1812, ge=1, le=65535)
     acct_port: int = Field(default=1813, ge=1, le=65535)
@@ -124,13 +95,13 @@ class RadiusSettings(_Model):
     run_as_user: str | None = "freerad"
     server_certificate: Path
     server_key: Path
-    server_key_password: Secret | None = None
+    server_key_password: SecretStr | None = None
     clients: list[RadiusClient] = Field(min_length=1)
 
     @field_validator("clients")
     @classmethod
     def _client_names(cls, value: list[RadiusClient]) -> list[RadiusClient]:
-        return _unique(value, ("radius", "clients"), "RADIUS client")
+        return unique(value, ("radius", "clients"), "RADIUS client")
 
     @field_validator("listen_address")
     @classmethod
@@ -140,40 +111,24 @@ class RadiusSettings(_Model):
 
     @field_validator("server_key_password", mode="before")
     @classmethod
-    def _key_password(cls, value: Any) -> Secret | None:
+    def _key_password(cls, value: Any) -> SecretStr | None:
         return None if value is None else _resolve_secret(value, _BASE.get())
 
 
-class TrustAnchorSettings(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    role: CertKind
-    file: Path  # the self-signed root CA, optionally followed by the CAs it issued device certificates with
-    # longest validity accepted for a device certificate under this anchor; default: LDevID 825 days, IDevID none
-    max_certificate_days: int | None = Field(default=None, ge=1, le=36500)
-
-
-class RevocationSettings(_Model):
+class RevocationSettings(SettingsModel):
     crl_dir: Path | None = None
     refresh_seconds: float = Field(default=30.0, gt=0, le=86400)
     require_crl_for: list[CertKind] = Field(default_factory=lambda: [CertKind.LDEVID])
     accept_stale_crl: bool = False
 
 
-class PolicySettings(_Model):
-    quarantine_segment: str = "quarantine"
-    default_segment: str | None = None
-    onboarding_segment: str | None = None
-    # each rule is checked by policy.rules.check_rule (shared with the hook): see docs/policy.md
-    rules: list[Any] = Field(default_factory=list)
-
-
-class DatabaseSettings(_Model):
+class DatabaseSettings(SettingsModel):
     url: str = "sqlite:///trustport.sqlite"
-    password: Secret | None = None
+    password: SecretStr | None = None
 
     @field_validator("password", mode="before")
     @classmethod
-    def _password(cls, value: Any) -> Secret | None:
+    def _password(cls, value: Any) -> SecretStr | None:
         return None if value is None else _resolve_secret(value, _BASE.get())
 
     @field_validator("url")
@@ -184,78 +139,20 @@ class DatabaseSettings(_Model):
         return value
 
 
-class VerifierKeySettings(_Model):
+class ApiToken(SettingsModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    file: Path
-
-
-class AttestationPlacement(_Model):
-    """Where attestation moves a device: the explicit opt-in (without it, attestation never changes placement)."""
-
-    warning_segment: str
-    missing_ldevid_segment: str
-    missing_idevid_segment: str | None = None  # default: the quarantine segment
-
-
-class AttestationConfig(_Model):
-    """Attestation results (EAR) from a verifier such as Veraison; see docs/attestation.md.
-
-    ``verifier_keys``/``max_age_seconds``/``leeway_seconds`` say how results are read (the REST API needs them).
-    Placement changes only with ``placement:`` — or, as before, ``warning_segment`` + ``missing_ldevid_segment``
-    given directly here, which is the same explicit setting."""
-
-    verifier_keys: list[VerifierKeySettings] = Field(min_length=1)
-    max_age_seconds: int = Field(default=86400, gt=0, le=30 * 86400)
-    leeway_seconds: int = Field(default=30, ge=0, le=600)
-    placement: AttestationPlacement | None = None
-    warning_segment: str | None = None
-    missing_ldevid_segment: str | None = None
-    missing_idevid_segment: str | None = None  # default: the quarantine segment
-
-    @field_validator("verifier_keys")
-    @classmethod
-    def _key_names(cls, value: list[VerifierKeySettings]) -> list[VerifierKeySettings]:
-        return _unique(value, ("attestation", "verifier_keys"), "verifier key")
-
-    @model_validator(mode="after")
-    def _placement(self) -> AttestationConfig:
-        legacy = [k for k in ("warning_segment", "missing_ldevid_segment", "missing_idevid_segment")
-                  if getattr(self, k) is not None]
-        if legacy and self.placement is not None:
-            raise ValueError(f"give {', '.join(legacy)} inside placement: only, not both here and there")
-        missing = [k for k in ("warning_segment", "missing_ldevid_segment") if getattr(self, k) is None]
-        if legacy and missing:
-            raise ValueError(f"{', '.join(legacy)} asks attestation to change placement, which also needs "
-                             f"{', '.join(missing)} (or put all of them under placement:)")
-        return self
-
-    def effective_placement(self) -> AttestationPlacement | None:
-        if self.placement is not None:
-            return self.placement
-        if self.warning_segment is None or self.missing_ldevid_segment is None:
-            return None
-        return AttestationPlacement(warning_segment=self.warning_segment,
-                                    missing_ldevid_segment=self.missing_ldevid_segment,
-                                    missing_idevid_segment=self.missing_idevid_segment)
-
-    def placement_path(self) -> tuple[str, ...]:
-        return ("attestation", "placement") if self.placement is not None else ("attestation",)
-
-
-class ApiToken(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    secret: Secret
+    secret: SecretStr
 
     @field_validator("secret", mode="before")
     @classmethod
-    def _secret(cls, value: Any) -> Secret:
+    def _secret(cls, value: Any) -> SecretStr:
         secret = _resolve_secret(value, _BASE.get())
-        if len(secret.reveal()) < 24:
+        if len(secret.get_secret_value()) < 24:
             raise ValueError("API tokens must be at least 24 characters")
         return secret
 
 
-class ApiSettings(_Model):
+class ApiSettings(SettingsModel):
     listen_address: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     tokens: list[ApiToken] = Field(min_length=1)
@@ -263,10 +160,10 @@ class ApiSettings(_Model):
     @field_validator("tokens")
     @classmethod
     def _token_names(cls, value: list[ApiToken]) -> list[ApiToken]:
-        return _unique(value, ("api", "tokens"), "API token")
+        return unique(value, ("api", "tokens"), "API token")
 
 
-class NasSettings(_Model):
+class NasSettings(SettingsModel):
     """The equipment behind one NAS: a CoA-capable entry and/or a switch, by inventory name."""
 
     nas_ip: str | None = None
@@ -288,7 +185,7 @@ class NasSettings(_Model):
         return self
 
 
-class EnforcementSettings(_Model):
+class EnforcementSettings(SettingsModel):
     inventory: Path
     nas: list[NasSettings] = Field(min_length=1)
     max_attempts: int = Field(default=8, ge=1, le=100)
@@ -297,40 +194,15 @@ class EnforcementSettings(_Model):
     lease_seconds: float = Field(default=60.0, gt=1, le=3600)
 
 
-class PolicyProblems(ValueError):
-    """Every policy/cross-reference problem found while validating a config (check_config lists each, at the
-    path each names: they are absolute paths in the config, whichever validator raised them)."""
-
-    def __init__(self, problems: list[RuleError], *, policy: bool = True) -> None:
-        super().__init__(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-        self.problems = problems
-        self.policy = policy
-
-
-def _unique(items: list[Any], path: tuple[str, ...], what: str) -> list[Any]:
-    """Refuse two items with one name (names are how logs, decisions and the CLI refer to them)."""
-    first: dict[str, int] = {}
-    problems = []
-    for i, item in enumerate(items):
-        name = item.name
-        if name in first:
-            problems.append(RuleError(f"{what} name {name!r} is already used by {'.'.join(path)}.{first[name]}; "
-                                      "names must be unique", (*path, i, "name")))
-        first.setdefault(name, i)
-    if problems:
-        raise PolicyProblems(problems, policy=False)
-    return items
-
-
-class TrustportConfig(_Model):
+class TrustportConfig(SettingsModel):
     site: str = "default"
     radius: RadiusSettings
-    trust_anchors: list[TrustAnchorSettings] = Field(min_length=1)
+    trust_anchors: list[AnchorFile] = Field(min_length=1)
     revocation: RevocationSettings = RevocationSettings()
-    # the policy document: checked by policy.policy_doc (shared with the hook), see _references
-    segments: dict[str, Any]
-    sites: dict[str, Any] = Field(default_factory=dict)
-    policy: PolicySettings = PolicySettings()
+    # the policy document's sections (policy.document, the model hook.json holds too); references: _references
+    segments: dict[str, Segment] = Field(min_length=1)
+    sites: dict[str, SiteMembers] = Field(default_factory=dict)
+    policy: PolicySection = PolicySection()
     policy_file: Path | None = None
     database: DatabaseSettings = DatabaseSettings()
     attestation: AttestationConfig | None = None
@@ -342,8 +214,8 @@ class TrustportConfig(_Model):
 
     @field_validator("trust_anchors")
     @classmethod
-    def _anchor_names(cls, value: list[TrustAnchorSettings]) -> list[TrustAnchorSettings]:
-        return _unique(value, ("trust_anchors",), "trust anchor")
+    def _anchor_names(cls, value: list[AnchorFile]) -> list[AnchorFile]:
+        return unique(value, ("trust_anchors",), "trust anchor")
 
     @model_validator(mode="after")
     def _references(self) -> TrustportConfig:
@@ -353,11 +225,9 @@ class TrustportConfig(_Model):
         return self
 
     def policy_problems(self) -> list[RuleError]:
-        doc = self.policy_document()
         att = self.attestation
-        _rules, problems = policy_problems(doc["segments"], doc["sites"], doc["policy"], self.attestation_rules(),
-                                           att.placement_path() if att is not None else ("attestation",))
-        return problems
+        return self.policy_document().reference_problems(att.placement_path() if att is not None
+                                                         else ("attestation",))
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
@@ -370,7 +240,8 @@ class TrustportConfig(_Model):
         if self.database.password is not None and url.startswith("postgresql"):
             from sqlalchemy.engine import make_url
 
-            url = make_url(url).set(password=self.database.password.reveal()).render_as_string(hide_password=False)
+            password = self.database.password.get_secret_value()
+            url = make_url(url).set(password=password).render_as_string(hide_password=False)
         return url
 
     def attestation_rules(self) -> AttestationRules | None:
@@ -378,41 +249,36 @@ class TrustportConfig(_Model):
         placement = None if self.attestation is None else self.attestation.effective_placement()
         if placement is None:
             return None
-        return AttestationRules(placement.warning_segment, placement.missing_ldevid_segment,
-                                placement.missing_idevid_segment or self.policy.quarantine_segment)
+        return AttestationRules(warning_segment=placement.warning_segment,
+                                missing_ldevid_segment=placement.missing_ldevid_segment,
+                                missing_idevid_segment=placement.missing_idevid_segment
+                                or self.policy.quarantine_segment)
 
-    def policy_document(self) -> dict[str, Any]:
+    def policy_document(self) -> PolicyDocument:
         """The effective policy: what the hook is given, and what ``policy_revision`` is the hash of."""
-        att = self.attestation_rules()
-        return {"segments": self.segments, "sites": self.sites, "policy": self.policy.model_dump(),
-                "attestation": None if att is None else {
-                    "warning_segment": att.warning_segment, "missing_ldevid_segment": att.missing_ldevid_segment,
-                    "missing_idevid_segment": att.missing_idevid_segment}}
+        return PolicyDocument(segments=self.segments, sites=self.sites, policy=self.policy,
+                              attestation=self.attestation_rules())
 
     def segment_rules(self) -> SegmentRules:
-        return self.hook_settings().rules
+        return self.policy_document().segment_rules()
 
     def policy_revision(self) -> str:
-        return self.hook_settings().policy_revision
+        return self.policy_document().revision()
 
     def hook_settings(self) -> HookSettings:
         att = self.attestation
         return HookSettings(
-            anchors=tuple(AnchorFile(a.name, a.role, self.path(a.file), a.max_certificate_days)
-                          for a in self.trust_anchors),
+            anchors=tuple(replace(a, file=self.path(a.file)) for a in self.trust_anchors),
             crl_dir=self.path(self.revocation.crl_dir) if self.revocation.crl_dir else None,
             crl_refresh_seconds=self.revocation.refresh_seconds,
             revocation=RevocationPolicy(frozenset(self.revocation.require_crl_for), self.revocation.accept_stale_crl),
-            policy_document=self.policy_document(),
+            policy=self.policy_document(),
             database_url=self.database_url(),
             config_file=self.config_file,
-            mud=None if self.mud is None else MudSettings(
-                directory=self.mud.directory_path(self.base_dir),
-                signers=tuple(self.path(p) for p in self.mud.signers),
-                require_signature=self.mud.require_signature, refresh_seconds=self.mud.refresh_seconds),
-            attestation=None if att is None else AttestationSettings(
-                verifier_keys=tuple((k.name, self.path(k.file)) for k in att.verifier_keys),
-                max_age=timedelta(seconds=att.max_age_seconds), leeway=timedelta(seconds=att.leeway_seconds)),
+            mud=None if self.mud is None else self.mud.model_copy(update={
+                "directory": self.mud.directory_path(self.base_dir),
+                "signers": [self.path(p) for p in self.mud.signers]}),
+            attestation=None if att is None else att.resolved(self.base_dir),
         )
 
 
@@ -476,7 +342,7 @@ def _error_problems(error: Any, where: _Where) -> list[Problem]:
         return [Problem(where.locate(p.path), _message(p)) for p in cause.problems]
     if not loc and isinstance(getattr(cause, "__cause__", None), RuleError):
         loc = cause.__cause__.path
-    return [Problem(where.locate(loc), error["msg"])]
+    return [Problem(where.locate(loc), error_message(error))]
 
 
 def _message(problem: RuleError) -> str:
@@ -528,7 +394,7 @@ def _server_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem
     except ValueError:
         yield Problem(where.locate(("radius", "server_certificate")),
                       f"{cert_path} is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
-    password = radius.server_key_password.reveal().encode() if radius.server_key_password else None
+    password = radius.server_key_password.get_secret_value().encode() if radius.server_key_password else None
     try:
         key = serialization.load_pem_private_key(_read_pem(key_path, "server key"), password)
     except OSError as exc:
@@ -661,26 +527,26 @@ def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConf
 
 
 def _raw_policy_problems(data: dict[str, Any], where: _Where, seen: set[str]) -> list[Problem]:
-    """When other sections fail, the model validator does not run: check the policy document on its own."""
+    """When other sections fail, the model validator does not run: check the policy document on its own (its
+    shape problems are already among pydantic's; this adds the reference problems)."""
     policy = data.get("policy")
     att = data.get("attestation")
-    rules = None
+    placement = None
     if isinstance(att, dict):
-        placement: dict[str, Any] = att["placement"] if isinstance(att.get("placement"), dict) else att
-        if all(isinstance(placement.get(k), str) for k in ("warning_segment", "missing_ldevid_segment")):
+        given: dict[str, Any] = att["placement"] if isinstance(att.get("placement"), dict) else att
+        if all(isinstance(given.get(k), str) for k in ("warning_segment", "missing_ldevid_segment")):
             quarantine = policy.get("quarantine_segment", "quarantine") if isinstance(policy, dict) else "quarantine"
-            rules = AttestationRules(placement["warning_segment"], placement["missing_ldevid_segment"],
-                                     str(placement.get("missing_idevid_segment") or quarantine))
-    try:
-        _built, found = policy_problems(data.get("segments"), data.get("sites"), policy, rules)
-    except Exception:  # malformed beyond what the validators expect: pydantic has reported its shape already
-        return []
+            placement = {"warning_segment": given["warning_segment"],
+                         "missing_ldevid_segment": given["missing_ldevid_segment"],
+                         "missing_idevid_segment": str(given.get("missing_idevid_segment") or quarantine)}
+    document = {k: data[k] for k in POLICY_FILE_KEYS if k in data}
+    _document, found = policy_problems({**document, "attestation": placement})
     out = [Problem(where.locate(p.path), _message(p)) for p in found]
     return [p for p in out if str(p) not in seen]
 
 
-def check_policy_file(file: Path) -> tuple[SegmentRules | None, list[Problem]]:
-    """A standalone policy file (segments, sites, policy): built, or every problem with its line."""
+def check_policy_file(file: Path) -> tuple[PolicyDocument | None, list[Problem]]:
+    """A standalone policy file (segments, sites, policy): validated, or every problem with its line."""
     try:
         data, lines = safe_yaml.load(file, MAX_CONFIG_BYTES, "policy file")
     except safe_yaml.YamlProblems as exc:
@@ -692,8 +558,8 @@ def check_policy_file(file: Path) -> tuple[SegmentRules | None, list[Problem]]:
     if extra:
         return None, [Problem(_locate(file, (k,), lines), f"unknown key; a policy file holds only "
                                                           f"{', '.join(POLICY_FILE_KEYS)}") for k in extra]
-    rules, found = policy_problems(data["segments"], data.get("sites"), data.get("policy"))
-    return rules, [Problem(_locate(file, p.path, lines), _message(p)) for p in found]
+    document, found = policy_problems(data)
+    return document, [Problem(_locate(file, p.path, lines), _message(p)) for p in found]
 
 
 def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:
@@ -703,4 +569,4 @@ def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:
     return config
 
 
-__all__ = ["Problem", "Secret", "TrustportConfig", "check_config", "load_config"]
+__all__ = ["Problem", "TrustportConfig", "check_config", "load_config"]

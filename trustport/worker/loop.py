@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from policy.enforcement import PermanentStepError, StepExecutor, TransientStepError, not_before
-from trustport.store.queue import Job, LeaseLost, SqlJobQueue
+from trustport.store.protocols import JobQueue
+from trustport.store.queue import Job, LeaseLost
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, queue: SqlJobQueue, executor: StepExecutor, settings: WorkerSettings = WorkerSettings(),
+    def __init__(self, queue: JobQueue, executor: StepExecutor, settings: WorkerSettings = WorkerSettings(),
                  worker_id: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  on_event: Callable[[Job, str], None] | None = None) -> None:
         self.queue = queue
