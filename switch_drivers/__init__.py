@@ -3,7 +3,17 @@
 Standalone library: imports nothing from the rest of trustport.
 """
 
-from .base import Capability, SwitchDriver, Target, VlanChange, check_vlan
+from .base import (
+    Capability,
+    DriverBase,
+    PortMove,
+    PortOutcome,
+    PortStatus,
+    SwitchDriver,
+    Target,
+    VlanChange,
+    check_vlan,
+)
 from .errors import (
     AuthenticationError,
     CoANak,
@@ -11,10 +21,15 @@ from .errors import (
     ConnectError,
     DriverError,
     DriverTimeout,
+    HostKeyChanged,
     HostKeyError,
+    HostKeyUnknown,
+    InterfaceMissing,
     InvalidArgument,
+    NoAnswer,
     Unsupported,
     VerificationFailed,
+    VlanMissing,
 )
 from .registry import DriverEntry, DriverRegistry, SwitchResult, default_registry, run_each
 
@@ -24,18 +39,27 @@ __all__ = [
     "CoANak",
     "CommandFailed",
     "ConnectError",
+    "DriverBase",
     "DriverEntry",
     "DriverError",
     "DriverRegistry",
     "DriverTimeout",
+    "HostKeyChanged",
     "HostKeyError",
+    "HostKeyUnknown",
+    "InterfaceMissing",
     "InvalidArgument",
+    "NoAnswer",
+    "PortMove",
+    "PortOutcome",
+    "PortStatus",
     "SwitchDriver",
     "SwitchResult",
     "Target",
     "Unsupported",
     "VerificationFailed",
     "VlanChange",
+    "VlanMissing",
     "check_vlan",
     "default_registry",
     "run_each",

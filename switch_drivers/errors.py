@@ -14,10 +14,15 @@ __all__ = [
     "ConnectError",
     "DriverError",
     "DriverTimeout",
+    "HostKeyChanged",
     "HostKeyError",
+    "HostKeyUnknown",
+    "InterfaceMissing",
     "InvalidArgument",
+    "NoAnswer",
     "Unsupported",
     "VerificationFailed",
+    "VlanMissing",
 ]
 
 
@@ -48,6 +53,22 @@ class HostKeyError(ConnectError):
     """The SSH host key is unknown or does not match the known_hosts file."""
 
 
+class HostKeyUnknown(HostKeyError):
+    """The switch's SSH host key is not in known_hosts (``fingerprint``: SHA256 of the key it offered, if known)."""
+
+    def __init__(self, message: str, *, switch: str = "", fingerprint: str | None = None) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(message, switch=switch)
+
+
+class HostKeyChanged(HostKeyError):
+    """The switch offered a different SSH host key than known_hosts holds: possibly an impostor."""
+
+    def __init__(self, message: str, *, switch: str = "", fingerprint: str | None = None) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(message, switch=switch)
+
+
 class AuthenticationError(DriverError):
     """The device rejected the credentials (SSH password, enable secret, SNMP USM/community)."""
 
@@ -56,8 +77,25 @@ class DriverTimeout(DriverError):
     """The device did not answer in time (SSH prompt, SNMP response, CoA reply)."""
 
 
+class NoAnswer(DriverTimeout):
+    """The device never answered within its whole retry budget (a silent NAS): for this job the device cannot do
+    it, so the caller uses its fallback path instead of retrying the same one."""
+
+
 class CommandFailed(DriverError):
     """The device refused a command or returned an error status."""
+
+
+class VlanMissing(CommandFailed):
+    """The target VLAN is not defined on the switch (pre-flight); nothing was changed. Permanent."""
+
+    def __init__(self, message: str, *, switch: str = "", port: str | None = None, vlan: int) -> None:
+        self.vlan = vlan
+        super().__init__(message, switch=switch, port=port)
+
+
+class InterfaceMissing(CommandFailed):
+    """The interface does not exist on the switch; nothing was changed. Permanent."""
 
 
 class Unsupported(DriverError):

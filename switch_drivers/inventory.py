@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from .base import SwitchDriver, Target
-from .errors import InvalidArgument
+from .base import Capability, SwitchDriver, Target
+from .errors import ConnectError, DriverError, InvalidArgument
+from .hostkeys import HostKeyReport
 from .registry import DriverRegistry, default_registry
 
-__all__ = ["Inventory", "InventoryError", "SwitchEntry", "load_inventory"]
+__all__ = ["Inventory", "InventoryError", "SwitchCheck", "SwitchEntry", "load_inventory"]
 
 
 class InventoryError(InvalidArgument):
@@ -94,6 +96,105 @@ class Inventory(BaseModel):
             except InvalidArgument as exc:
                 found.append(f"switches.{name}: {exc}")
         return found
+
+
+    def check(self, name: str, registry: DriverRegistry | None = None, environ: Mapping[str, str] | None = None,
+              *, contact: bool = True) -> SwitchCheck:
+        """Everything that decides whether trustport can drive switch ``name``: its options and secrets, and unless
+        ``contact`` is False its host key (against known_hosts and the key it offers), reachability and login."""
+        registry = registry or default_registry()
+        entry = self.entry(name)
+        check = _CheckBuilder(name, entry.driver)
+        try:
+            options = self.resolved_options(name, registry, environ)
+        except InvalidArgument as exc:
+            check.problems.append(str(exc))
+            return check.build()
+        caps = registry[entry.driver].capabilities
+        check.capabilities = tuple(c.name for c in Capability if c and c in caps and c.name)
+        driver = registry.create(entry.driver, self.target(name), options)
+        from .cli import CliDriver
+
+        if isinstance(driver, CliDriver):
+            _check_ssh(driver, check, contact)
+        elif contact:
+            _check_login(driver, check)
+        return check.build()
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchCheck:
+    """What ``trustport switch check`` reports for one switch. ``problems`` are inventory/option errors (fix the
+    file); ``errors`` are what a connection would run into (host key, reachability, login). None: not tried."""
+
+    switch: str
+    driver: str
+    capabilities: tuple[str, ...]
+    problems: tuple[str, ...]
+    errors: tuple[str, ...]
+    reachable: bool | None
+    login: bool | None
+    host_key: HostKeyReport | None
+    vlans: int | None  # how many VLANs the switch reported (drivers with a VLAN table)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.errors
+
+
+class _CheckBuilder:
+    def __init__(self, switch: str, driver: str) -> None:
+        self.switch, self.driver = switch, driver
+        self.capabilities: tuple[str, ...] = ()
+        self.problems: list[str] = []
+        self.errors: list[str] = []
+        self.reachable: bool | None = None
+        self.login: bool | None = None
+        self.host_key: HostKeyReport | None = None
+        self.vlans: int | None = None
+
+    def build(self) -> SwitchCheck:
+        return SwitchCheck(self.switch, self.driver, self.capabilities, tuple(self.problems), tuple(self.errors),
+                           self.reachable, self.login, self.host_key, self.vlans)
+
+
+def _check_ssh(driver: Any, check: _CheckBuilder, contact: bool) -> None:
+    from . import hostkeys
+
+    options, target = driver.options, driver.target
+    if not contact:
+        report = hostkeys.offline(target, options.host_key_policy, options.known_hosts)
+        check.host_key = report
+        if report.error is not None:
+            check.errors.append(str(report.error))
+        return
+    try:
+        report = hostkeys.inspect(target, options.host_key_policy, options.known_hosts, options.conn_timeout)
+    except ConnectError as exc:
+        check.reachable = False
+        check.errors.append(str(exc))
+        return
+    check.reachable, check.host_key = True, report
+    if report.error is not None:
+        check.errors.append(str(report.error))
+        return
+    if report.state in ("known", "not-checked"):  # an unknown key under accept-new is recorded only by a real job
+        _check_login(driver, check)
+
+
+def _check_login(driver: SwitchDriver, check: _CheckBuilder) -> None:
+    try:
+        with driver:
+            check.login = True
+            if Capability.VLAN_TABLE in driver.capabilities:
+                check.vlans = len(driver.vlans())
+                check.reachable = True
+    except DriverError as exc:
+        check.login = False
+        check.errors.append(str(exc))
+    except Exception as exc:  # a driver bug: still one result for this switch
+        check.login = False
+        check.errors.append(f"{type(exc).__name__}: {exc}")
 
 
 def _secret_fields(options_type: type[BaseModel]) -> set[str]:

@@ -1,11 +1,21 @@
-"""Driver registry (an explicit, immutable object — no class-level global state) and many-switch runs."""
+"""Driver registry (an explicit, immutable object -- no class-level global state) and many-switch runs.
+
+Drivers are found through the ``trustport.switch_drivers`` entry-point group, the built-in eight included (declared in
+pyproject.toml); an entry point names a :class:`DriverEntry` or a driver class with ``name``, ``options_type``,
+``capabilities`` and a docstring (or ``summary``). Only when trustport's own distribution metadata is missing
+(running from a source tree that was never installed) does :func:`default_registry` fall back to the built-in list,
+and it says so in the log.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
@@ -13,37 +23,91 @@ from pydantic import BaseModel, ValidationError
 from .base import Capability, SwitchDriver, Target
 from .errors import DriverError, InvalidArgument
 
-__all__ = ["DriverEntry", "DriverRegistry", "SwitchResult", "default_registry", "run_each"]
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "ENTRY_POINT_GROUP",
+    "DriverEntry",
+    "DriverRegistry",
+    "SwitchResult",
+    "default_registry",
+    "entry_for",
+    "run_each",
+]
 
 T = TypeVar("T")
 ENTRY_POINT_GROUP = "trustport.switch_drivers"
+DISTRIBUTION = "trustport"
+log = logging.getLogger(__name__)
+
+# the fallback when trustport's distribution metadata is missing; pyproject.toml declares the same eight
+BUILTIN_DRIVERS: dict[str, str] = {
+    "cisco_ios": "switch_drivers.vendors.cisco_ios:CiscoIosDriver",
+    "arista_eos": "switch_drivers.vendors.arista_eos:AristaEosDriver",
+    "aruba_aoscx": "switch_drivers.vendors.aruba_aoscx:ArubaAosCxDriver",
+    "hp_procurve": "switch_drivers.vendors.hp_procurve:HpProcurveDriver",
+    "juniper_junos": "switch_drivers.vendors.juniper_junos:JuniperJunosDriver",
+    "snmp_qbridge": "switch_drivers.snmp:QBridgeDriver",
+    "snmp_cisco_vmvlan": "switch_drivers.snmp:CiscoVmVlanDriver",
+    "coa": "switch_drivers.coa:CoaDriver",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class DriverEntry:
-    """A registered driver: its factory, typed options class and declared capabilities."""
+    """A registered driver: its factory, typed options class and declared capabilities; ``source`` says where it
+    came from (the entry point, or the built-in fallback)."""
 
     name: str
     factory: Callable[[Target, Any], SwitchDriver]
     options_type: type[BaseModel]
     capabilities: Capability
     summary: str
+    source: str = ""
+
+
+def entry_for(obj: object, *, source: str = "") -> DriverEntry:
+    """A :class:`DriverEntry` from what an entry point names: an entry, or a driver class."""
+    if isinstance(obj, DriverEntry):
+        return obj if obj.source or not source else DriverEntry(obj.name, obj.factory, obj.options_type,
+                                                                 obj.capabilities, obj.summary, source)
+    if isinstance(obj, type):
+        name = getattr(obj, "name", None)
+        options_type = getattr(obj, "options_type", None)
+        capabilities = getattr(obj, "capabilities", None)
+        if (isinstance(name, str) and isinstance(options_type, type) and issubclass(options_type, BaseModel)
+                and isinstance(capabilities, Capability)):
+            doc = (obj.__doc__ or "").strip().splitlines()
+            summary = getattr(obj, "summary", "") or (doc[0] if doc else name)
+            return DriverEntry(name, cast(Callable[[Target, Any], SwitchDriver], obj), options_type, capabilities,
+                               str(summary), source)
+    raise TypeError(f"{source or obj!r}: must name a DriverEntry or a driver class with name, options_type (a "
+                    "pydantic model) and capabilities (a Capability)")
 
 
 class DriverRegistry(Mapping[str, DriverEntry]):
-    """Name -> :class:`DriverEntry`. Build one with :func:`default_registry` and extend with :meth:`with_entry`."""
+    """Name -> :class:`DriverEntry`. Build one with :func:`default_registry` and extend with :meth:`with_entry`.
 
-    def __init__(self, entries: Iterable[DriverEntry] = ()) -> None:
+    ``problems`` lists entry points that could not be used (import error, wrong object, a name already taken);
+    asking for such a driver raises an error that quotes the problem."""
+
+    def __init__(self, entries: Iterable[DriverEntry] = (), problems: Mapping[str, str] | None = None) -> None:
         self._entries: dict[str, DriverEntry] = {}
+        self._problems: dict[str, str] = dict(problems or {})
         for entry in entries:
             if entry.name in self._entries:
                 raise ValueError(f"driver {entry.name!r} registered twice")
             self._entries[entry.name] = entry
 
+    @property
+    def problems(self) -> dict[str, str]:
+        return dict(self._problems)
+
     def __getitem__(self, name: str) -> DriverEntry:
         try:
             return self._entries[name]
         except KeyError:
+            if name in self._problems:
+                raise InvalidArgument(f"driver {name!r} could not be loaded: {self._problems[name]}") from None
             raise InvalidArgument(f"unknown driver {name!r}; known drivers: {', '.join(sorted(self))}") from None
 
     def __contains__(self, name: object) -> bool:
@@ -57,7 +121,7 @@ class DriverRegistry(Mapping[str, DriverEntry]):
 
     def with_entry(self, entry: DriverEntry) -> DriverRegistry:
         """A new registry with ``entry`` added (this one is left unchanged)."""
-        return DriverRegistry([*self._entries.values(), entry])
+        return DriverRegistry([*self._entries.values(), entry], self._problems)
 
     def options(self, name: str, raw: Mapping[str, Any] | BaseModel, *, switch: str = "") -> BaseModel:
         """Validate ``raw`` against the driver's options class; errors name every bad field."""
@@ -77,39 +141,66 @@ class DriverRegistry(Mapping[str, DriverEntry]):
 
     @classmethod
     def from_entry_points(cls, base: DriverRegistry | None = None) -> DriverRegistry:
-        """``base`` plus third-party drivers advertised under the ``trustport.switch_drivers`` group."""
-        from importlib.metadata import entry_points
-
-        registry = base or default_registry()
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            entry = ep.load()
-            if not isinstance(entry, DriverEntry):
-                raise TypeError(f"entry point {ep.name} must point at a DriverEntry")
-            registry = registry.with_entry(entry)
-        return registry
+        """``base`` plus the entry points it does not have yet (:func:`default_registry` already loads them all)."""
+        registry = base if base is not None else default_registry()
+        entries, problems = _load_entry_points(set(registry))
+        return DriverRegistry([*registry.values(), *entries], {**registry.problems, **problems})
 
 
-def _entry(cls: Any, summary: str) -> DriverEntry:
-    return DriverEntry(name=cls.name, factory=cast(Callable[[Target, Any], SwitchDriver], cls),
-                       options_type=cls.options_type, capabilities=cls.capabilities, summary=summary)
+def _load(value: str, where: str) -> DriverEntry:
+    module, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return entry_for(obj, source=where)
+
+
+def _load_entry_points(taken: set[str]) -> tuple[list[DriverEntry], dict[str, str]]:
+    """Every driver advertised under the entry-point group, trustport's own first, then third parties (which may not
+    replace a driver already registered)."""
+    found = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    found.sort(key=lambda ep: (ep.dist is None or ep.dist.name != DISTRIBUTION, ep.name))
+    entries: list[DriverEntry] = []
+    problems: dict[str, str] = {}
+    names = set(taken)
+    for ep in found:
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+        where = f"entry point {ep.name} = {ep.value} ({dist})"
+        if ep.name in names:
+            problems.setdefault(ep.name, f"{where}: the name {ep.name!r} is already registered; a plugin cannot "
+                                         "replace a driver (uninstall one of them)")
+            continue
+        try:
+            entry = entry_for(ep.load(), source=where)
+        except Exception as exc:  # a broken plugin must not take the built-in drivers down with it
+            problems[ep.name] = f"{where}: {type(exc).__name__}: {exc}"
+            continue
+        if entry.name != ep.name:
+            problems[ep.name] = f"{where}: it names driver {entry.name!r}; the entry point must be called that"
+            continue
+        names.add(entry.name)
+        entries.append(entry)
+    return entries, problems
 
 
 def default_registry() -> DriverRegistry:
-    """The eight built-in drivers."""
-    from .cli import AristaEosDriver, ArubaAosCxDriver, CiscoIosDriver, HpProcurveDriver, JuniperJunosDriver
-    from .coa import CoaDriver
-    from .snmp import CiscoVmVlanDriver, QBridgeDriver
+    """Every driver advertised under ``trustport.switch_drivers`` (the eight built-in ones and any plugin).
 
-    return DriverRegistry([
-        _entry(CiscoIosDriver, "Cisco IOS / IOS-XE over SSH (netmiko)"),
-        _entry(ArubaAosCxDriver, "Aruba AOS-CX over SSH (netmiko)"),
-        _entry(HpProcurveDriver, "HPE ProCurve / ArubaOS-Switch over SSH (netmiko)"),
-        _entry(JuniperJunosDriver, "Juniper Junos ELS over SSH (netmiko, commit/rollback)"),
-        _entry(AristaEosDriver, "Arista EOS over SSH (netmiko, JSON read-back)"),
-        _entry(QBridgeDriver, "SNMP Q-BRIDGE-MIB (dot1qPvid + static PortLists)"),
-        _entry(CiscoVmVlanDriver, "SNMP CISCO-VLAN-MEMBERSHIP-MIB vmVlan"),
-        _entry(CoaDriver, "RADIUS CoA / Disconnect (RFC 5176)"),
-    ])
+    Falls back to :data:`BUILTIN_DRIVERS` only when trustport's distribution metadata is missing."""
+    try:
+        metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        log.warning("trustport's distribution metadata is missing (a source tree that was never installed?): "
+                    "using the built-in driver list; plugins under %r are not loaded until you run "
+                    "`pip install -e .`", ENTRY_POINT_GROUP)
+        return DriverRegistry(_load(value, f"built-in {value}") for value in BUILTIN_DRIVERS.values())
+    entries, problems = _load_entry_points(set())
+    missing = [name for name in BUILTIN_DRIVERS if name not in {e.name for e in entries} and name not in problems]
+    if missing:  # metadata from an install older than the entry points: say how to fix it, keep working
+        log.warning("trustport's installed metadata does not advertise %s; reinstall (`pip install -e .`) -- "
+                    "using the built-in definitions meanwhile", ", ".join(missing))
+        entries += [_load(BUILTIN_DRIVERS[name], f"built-in {BUILTIN_DRIVERS[name]}") for name in missing]
+    return DriverRegistry(entries, problems)
 
 
 @dataclass(frozen=True, slots=True)

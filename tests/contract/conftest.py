@@ -1,7 +1,8 @@
 """Fixtures for the driver contract suite: the fakes on free loopback ports, and one harness per driver.
 
-A harness knows how to build its driver against the running fake with good (or deliberately bad) options
-and how to read the fake's state, so the tests themselves are driver-agnostic.
+The suite is parametrised from the driver registry (entry points): every registered driver runs it, and a driver
+without a harness fails rather than being skipped. A harness knows how to build its driver against the running fake
+with good (or deliberately bad) options and how to read the fake's state, so the tests are driver-agnostic.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from switch_drivers import default_registry
 from trustport_lab.fakes.coa_nas import CoaNas
 from trustport_lab.fakes.fake_cli import FakeCliServer, free_tcp_port
 from trustport_lab.fakes.harness import (
-    ALL_DRIVERS,
-    CLI_DRIVERS,
+    FAKE_DIALECT,
     SNMP_DRIVERS,
     Harness,
     cli_harness,
@@ -55,15 +56,21 @@ def coa_fake() -> Iterator[CoaNas]:
     nas.stop()
 
 
-@pytest.fixture(params=ALL_DRIVERS)
+REGISTERED = sorted(default_registry())
+
+
+@pytest.fixture(params=REGISTERED)
 def harness(request: pytest.FixtureRequest) -> Harness:
     name: str = request.param
-    if name in CLI_DRIVERS:
+    if name in FAKE_DIALECT:
         server, known_hosts = request.getfixturevalue("cli_fake")
         return cli_harness(name, server, known_hosts)
     if name in SNMP_DRIVERS:
         return snmp_harness(name, request.getfixturevalue("snmp_fake"))
-    return coa_harness(request.getfixturevalue("coa_fake"))
+    if name == "coa":
+        return coa_harness(request.getfixturevalue("coa_fake"))
+    pytest.fail(f"driver {name!r} is registered but trustport_lab/fakes/harness.py has no harness for it; add one "
+                "(see docs/switch-drivers.md, 'Adding a vendor in one file')")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 import pytest
 from pydantic import BaseModel
@@ -16,10 +17,12 @@ from switch_drivers import (
     DriverError,
     DriverTimeout,
     InvalidArgument,
+    NoAnswer,
     SwitchDriver,
     Unsupported,
     VerificationFailed,
     VlanChange,
+    VlanMissing,
     default_registry,
 )
 from trustport_lab.fakes.harness import ALL_DRIVERS, CLI_DRIVERS, SNMP_DRIVERS, Harness
@@ -29,7 +32,10 @@ INJECTIONS = ["Gi1/0/5\nreload", "1/1/5; reload", "5 | include x", "ge-0/0/5 \rc
 
 
 def test_registry_lists_exactly_the_eight_drivers() -> None:
-    assert set(default_registry()) == set(ALL_DRIVERS)
+    registry = default_registry()
+    assert set(registry) == set(ALL_DRIVERS)
+    assert not registry.problems
+    assert all(registry[name].source.startswith(f"entry point {name} = ") for name in registry)  # pyproject.toml
 
 
 @pytest.mark.parametrize("name", ALL_DRIVERS)
@@ -138,23 +144,34 @@ def test_device_error_is_specific_and_reports_state(harness: Harness) -> None:
             assert nak.value.error_cause == 503
             assert "Session-Context-Not-Found" in str(nak.value)
             return
-        unknown_port = {"arista_eos": "Ethernet49", "hp_procurve": "49"}
-        if harness.name in unknown_port:  # these auto-create/accept unknown VLANs; they refuse unknown ports
-            with pytest.raises(CommandFailed, match=r"Invalid input|invalid port"):
-                driver.set_port_vlan(unknown_port[harness.name], 20)
-            assert harness.vlan_of(harness.port) == 1
-            return
         with pytest.raises(CommandFailed) as info:
             driver.set_port_vlan(harness.port, 77)  # valid id, but the VLAN does not exist on the switch
-    message = str(info.value)
-    if harness.name == "cisco_ios":  # IOS auto-created VLAN 77 and moved the port: that must be reported
-        assert harness.vlan_of(harness.port) == 77
-        assert "now in VLAN 77" in message
-    else:
-        assert harness.vlan_of(harness.port) == 1
-    if harness.name == "juniper_junos":
-        assert "rolled back" in message
-        assert harness.fake.candidate == {n: (p.vlan, p.shutdown) for n, p in harness.fake.ports.items()}
+    assert harness.vlan_of(harness.port) == 1
+    if Capability.VLAN_TABLE in driver.capabilities:  # refused before anything was sent (tests/contract/
+        assert isinstance(info.value, VlanMissing)  # test_switch_readback.py attacks this per vendor)
+        assert "VLAN 77" in str(info.value)
+
+
+def test_missing_capability_raises_unsupported(harness: Harness) -> None:
+    """Every operation a driver does not declare raises Unsupported -- never a silent no-op."""
+    port = harness.port
+    operations: dict[Capability, list[Callable[[SwitchDriver], object]]] = {
+        Capability.GET_VLAN: [lambda d: d.get_port_vlan(port)],
+        Capability.SET_VLAN: [lambda d: d.set_port_vlan(port, 20)],
+        Capability.BOUNCE_PORT: [lambda d: d.bounce_port(port)],
+        Capability.REAUTHENTICATE: [lambda d: d.reauthenticate(port)],
+        Capability.DISCONNECT: [lambda d: d.disconnect(port)],
+        Capability.VLAN_TABLE: [lambda d: d.vlans()],
+        Capability.PORT_STATUS: [lambda d: d.port_status(port), lambda d: d.ensure_port_up(port)],
+    }
+    with harness.build() as driver:
+        snapshot = harness.snapshot()
+        lacking = [c for c in operations if c not in driver.capabilities]
+        for capability in lacking:
+            for operation in operations[capability]:
+                with pytest.raises(Unsupported):
+                    operation(driver)
+        assert harness.snapshot() == snapshot
 
 
 @pytest.mark.parametrize("harness", SNMP_DRIVERS, indirect=True)
@@ -172,8 +189,8 @@ def test_timeout(harness: Harness) -> None:
         return
     if harness.name == "coa":
         harness.fake.silent = True
-        with harness.build(**harness.fast_fail) as driver, pytest.raises(DriverTimeout):
-            driver.bounce_port(harness.port)
+        with harness.build(**harness.fast_fail) as driver, pytest.raises(NoAnswer, match="no answer to CoA-Request"):
+            driver.bounce_port(harness.port)  # a silent NAS: NoAnswer, so the worker takes the switch path
         assert harness.fake.received == harness.fast_fail["retries"]  # retransmitted, then gave up
         return
     with harness.build(**harness.fast_fail) as driver:  # a hung agent: stop snmpd

@@ -3,6 +3,8 @@ state, CoA wire details, and many switches at once (one result each)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,15 @@ import pytest
 
 from switch_drivers import (
     AuthenticationError,
+    Capability,
     CoANak,
     CommandFailed,
     ConnectError,
-    HostKeyError,
+    HostKeyChanged,
+    HostKeyUnknown,
+    PortMove,
     Target,
+    VlanMissing,
     default_registry,
     run_each,
 )
@@ -33,23 +39,100 @@ def _cisco(server: FakeCliServer, **options: Any) -> Any:
                                      {**CLI_OPTS, **options})
 
 
-def test_unknown_host_key_is_rejected_by_default(cli_fake: tuple[FakeCliServer, Path], tmp_path: Path) -> None:
+def _other_key_line(good: Path) -> tuple[str, str]:
+    """known_hosts content naming a different key for the same switches, and that key's fingerprint."""
+    other = FakeCliServer(("cisco_ios",))  # a different generated key, never started
+    text = good.read_text()
+    public = other.host_key.export_public_key("openssh").decode().split()[1]
+    return text.replace(text.split()[2], public), other.fingerprint
+
+
+def test_unknown_host_key_names_the_offered_fingerprint(cli_fake: tuple[FakeCliServer, Path],
+                                                        tmp_path: Path) -> None:
+    """Finding 3: an unknown and a changed key got the same message. Unknown: how to add it, and the fingerprint
+    the switch offered so it can be compared with the switch's console first."""
     server, _ = cli_fake
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    with pytest.raises(HostKeyError, match="host key"), _cisco(server, known_hosts=empty):
+    logins = server.states["cisco_ios"].logins
+    with pytest.raises(HostKeyUnknown) as info, _cisco(server, known_hosts=empty):
         pass
+    message = str(info.value)
+    assert not isinstance(info.value, HostKeyChanged)
+    assert info.value.fingerprint == server.fingerprint
+    assert server.fingerprint in message and "ssh-ed25519" in message
+    assert f"ssh-keyscan -p {server.ports['cisco_ios']} -t ed25519 127.0.0.1 >> {empty}" in message
+    assert "impostor" not in message
+    assert server.states["cisco_ios"].logins == logins  # no password was sent
 
 
-def test_changed_host_key_is_rejected_even_with_accept_new(cli_fake: tuple[FakeCliServer, Path],
-                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["strict", "accept-new"])
+def test_changed_host_key_is_called_a_possible_impostor(cli_fake: tuple[FakeCliServer, Path], tmp_path: Path,
+                                                        policy: str) -> None:
     server, good = cli_fake
-    other = FakeCliServer(("cisco_ios",))  # different generated key, never started
     wrong = tmp_path / "known_hosts"
-    wrong.write_text(good.read_text().replace(
-        good.read_text().split()[2], other.host_key.export_public_key("openssh").decode().split()[1]))
-    with pytest.raises(HostKeyError), _cisco(server, known_hosts=wrong, host_key_policy="accept-new"):
+    text, expected_fp = _other_key_line(good)
+    wrong.write_text(text)
+    logins = server.states["cisco_ios"].logins
+    with pytest.raises(HostKeyChanged) as info, _cisco(server, known_hosts=wrong, host_key_policy=policy):
         pass
+    message = str(info.value)
+    assert info.value.fingerprint == server.fingerprint
+    assert f"offered ssh-ed25519 {server.fingerprint}" in message
+    assert f"has ssh-ed25519 {expected_fp}" in message and str(wrong) in message
+    assert "impostor" in message and "ssh-keygen -R" in message
+    assert wrong.read_text() == text  # accept-new never replaces a changed key
+    assert server.states["cisco_ios"].logins == logins
+
+
+@pytest.mark.parametrize(("known", "message"), [("absent", "does not exist"), (None, "no known_hosts file")])
+def test_strict_without_known_hosts_file_says_how_to_create_it(cli_fake: tuple[FakeCliServer, Path],
+                                                               tmp_path: Path, known: str | None,
+                                                               message: str) -> None:
+    server, _ = cli_fake
+    path = tmp_path / known if known else None
+    with pytest.raises(HostKeyUnknown, match=message) as info, _cisco(server, known_hosts=path):
+        pass
+    assert "ssh-keyscan" in str(info.value)
+
+
+DEAD_PEER = """
+import socket, threading
+from switch_drivers import Target, default_registry
+sock = socket.socket(); sock.bind(("127.0.0.1", 0)); sock.listen(5)
+def serve():
+    while True:
+        conn, _ = sock.accept(); conn.close()      # a dead peer: accepts, then hangs up before the SSH banner
+threading.Thread(target=serve, daemon=True).start()
+options = {"username": "u", "password": "p", "host_key_policy": "insecure-ignore", "conn_timeout": 2}
+driver = default_registry().create("cisco_ios", Target("dead", "127.0.0.1", sock.getsockname()[1]), options)
+try:
+    with driver:
+        pass
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_dead_peer_prints_no_traceback() -> None:
+    """Finding 3: paramiko printed its transport thread's traceback on stderr for a peer that hangs up."""
+    result = subprocess.run([sys.executable, "-c", DEAD_PEER], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.stdout.startswith("ConnectError dead: SSH connection failed"), result.stdout
+    assert result.stderr == ""
+
+
+def test_aoscx_routed_port_is_never_bounced_or_batched(cli_fake: tuple[FakeCliServer, Path]) -> None:
+    server, known = cli_fake
+    harness = cli_harness("aruba_aoscx", server, known)
+    with harness.build() as driver:
+        with pytest.raises(CommandFailed, match="routed port"):
+            driver.bounce_port("1/1/1")
+        outcome = driver.move_ports([PortMove("1/1/1", 20, bounce=True), PortMove("1/1/5", 20)])
+    assert isinstance(outcome[0].error, CommandFailed) and "routed" in str(outcome[0].error)
+    assert outcome[1].ok
+    port = server.states["aruba_aoscx"].ports["1/1/1"]
+    assert port.routed and not port.shutdown and port.bounces == 0
 
 
 def test_accept_new_records_the_key(cli_fake: tuple[FakeCliServer, Path], tmp_path: Path) -> None:
@@ -132,9 +215,15 @@ def test_snmp_v2c_and_read_only_community(snmp_fake: SnmpAgent) -> None:
 
 
 def test_vmvlan_agent_error_status(snmp_fake: SnmpAgent) -> None:
+    """A VLAN the agent lacks: refused by the VLAN pre-flight where the driver reads the table, otherwise by the
+    agent's own error status."""
     harness = snmp_harness("snmp_cisco_vmvlan", snmp_fake)
-    with harness.build() as driver, pytest.raises(CommandFailed, match="inconsistentValue"):
+    with harness.build() as driver, pytest.raises(CommandFailed) as info:
         driver.set_port_vlan("Gi1/0/5", 77)
+    if Capability.VLAN_TABLE in driver.capabilities:
+        assert isinstance(info.value, VlanMissing)
+    else:
+        assert "inconsistentValue" in str(info.value)
     assert harness.vlan_of("Gi1/0/5") == 1
 
 

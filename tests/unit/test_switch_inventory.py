@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from importlib import metadata
 from pathlib import Path
-from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import pytest
 
 from switch_drivers import (
     Capability,
     CommandFailed,
+    DriverBase,
     DriverEntry,
     InvalidArgument,
     SwitchDriver,
@@ -19,9 +21,10 @@ from switch_drivers import (
     default_registry,
     run_each,
 )
-from switch_drivers.cli import CiscoIosDriver
 from switch_drivers.inventory import InventoryError, load_inventory
+from switch_drivers.registry import BUILTIN_DRIVERS
 from switch_drivers.snmp import QBridgeDriver
+from switch_drivers.vendors import CiscoIosDriver
 
 INVENTORY = """
 switches:
@@ -121,25 +124,16 @@ def test_registry_options_errors_list_fields() -> None:
         default_registry().options("cisco_ios", {})
 
 
-class _FakeDriver:
+class _FakeDriver(DriverBase):
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[Capability] = Capability.GET_VLAN | Capability.SET_VLAN
 
     def __init__(self, target: Target, options: object = None) -> None:
-        self._target = target
+        super().__init__(target)
 
-    @property
-    def target(self) -> Target:
-        return self._target
-
-    def __enter__(self) -> Self:
+    def _open(self) -> None:
         if self._target.host == "down":
             raise CommandFailed("boom", switch=self._target.name)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        return None
 
     def get_port_vlan(self, port: str) -> int:
         return 1
@@ -148,12 +142,6 @@ class _FakeDriver:
         if self._target.host == "bug":
             raise RuntimeError("untranslated")
         return VlanChange(self._target.name, port, 1, vlan)
-
-    def bounce_port(self, port: str) -> None:
-        return None
-
-    def reauthenticate(self, port: str) -> None:
-        return None
 
 
 def test_run_each_returns_one_result_per_switch_in_order() -> None:
@@ -167,3 +155,90 @@ def test_run_each_returns_one_result_per_switch_in_order() -> None:
     assert isinstance(results[1].error, CommandFailed)
     assert isinstance(results[2].error, RuntimeError)
     assert run_each({}, lambda d: None) == []
+
+
+PLUGIN = '''
+from switch_drivers import Capability, DriverEntry
+from switch_drivers.coa import CoaOptions
+from switch_drivers.base import DriverBase
+
+
+class AcmeDriver(DriverBase):
+    """ACME access switches (test plugin)."""
+
+    name = "acme"
+    options_type = CoaOptions
+    capabilities = Capability.BOUNCE_PORT
+
+    def __init__(self, target, options):
+        super().__init__(target)
+
+
+class Impostor(AcmeDriver):
+    """Claims to be cisco_ios."""
+
+    name = "cisco_ios"
+
+
+ACME_ENTRY = DriverEntry("acme_entry", AcmeDriver, CoaOptions, Capability.BOUNCE_PORT, "ACME via an entry object")
+'''
+
+
+def _install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry_points: str) -> None:
+    """A third-party distribution on sys.path, as `pip install` would leave it."""
+    (tmp_path / "acme_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "acme_plugin-1.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugin\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "acme_plugin", raising=False)
+
+
+def test_third_party_entry_point_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_plugin(tmp_path, monkeypatch, "[trustport.switch_drivers]\nacme = acme_plugin:AcmeDriver\n"
+                                           "acme_entry = acme_plugin:ACME_ENTRY\n")
+    registry = default_registry()
+    assert {"acme", "acme_entry", "cisco_ios", "coa"} <= set(registry)
+    assert len(registry) == 10 and not registry.problems
+    acme = registry["acme"]
+    assert acme.factory is sys.modules["acme_plugin"].AcmeDriver
+    assert acme.summary == "ACME access switches (test plugin)."
+    assert acme.source == "entry point acme = acme_plugin:AcmeDriver (acme-plugin 1.2)"
+    assert registry["acme_entry"].summary == "ACME via an entry object"
+    driver = registry.create("acme", Target("a", "192.0.2.1"), {"secret": "s"})
+    assert isinstance(driver, SwitchDriver)
+
+
+def test_plugins_cannot_replace_a_driver_or_break_the_others(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_plugin(tmp_path, monkeypatch, "[trustport.switch_drivers]\ncisco_ios = acme_plugin:Impostor\n"
+                                           "broken = acme_plugin:DoesNotExist\nmisnamed = acme_plugin:AcmeDriver\n")
+    registry = default_registry()
+    assert registry["cisco_ios"].factory is CiscoIosDriver  # the built-in stays
+    assert set(registry.problems) == {"cisco_ios", "broken", "misnamed"}
+    assert "cannot replace" in registry.problems["cisco_ios"]
+    with pytest.raises(InvalidArgument, match=r"driver 'broken' could not be loaded: .*AttributeError"):
+        registry["broken"]
+    with pytest.raises(InvalidArgument, match="must be called that"):
+        registry["misnamed"]
+    assert len(registry) == 8
+
+
+def test_without_distribution_metadata_the_builtins_are_used(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    def missing(name: str) -> None:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    registry = default_registry()
+    assert set(registry) == set(BUILTIN_DRIVERS)
+    assert registry["cisco_ios"].factory is CiscoIosDriver
+    assert registry["coa"].source == "built-in switch_drivers.coa:CoaDriver"
+    assert "distribution metadata is missing" in caplog.text and "pip install -e ." in caplog.text
+
+
+def test_builtin_list_matches_the_entry_points() -> None:
+    declared = {ep.name: ep.value for ep in metadata.entry_points(group="trustport.switch_drivers")
+                if ep.dist is not None and ep.dist.name == "trustport"}
+    assert declared == BUILTIN_DRIVERS

@@ -1,11 +1,14 @@
-"""Pure SNMP/CoA helpers: PortList bit maths, option validation, session selectors, CoA attributes."""
+"""Pure SNMP/CoA helpers: PortList bit maths, option validation, session selectors, CoA attributes, and how a
+batch splits its SET PDUs when the agent refuses one (against a stub session: no network)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from switch_drivers.base import Target
+from switch_drivers.base import Capability, DriverBase, PortMove, SwitchDriver, Target
 from switch_drivers.coa import (
     VENDOR_COMMANDS,
     CoaDriver,
@@ -19,10 +22,23 @@ from switch_drivers.errors import (
     CommandFailed,
     ConnectError,
     DriverTimeout,
+    InterfaceMissing,
     InvalidArgument,
+    NoAnswer,
     Unsupported,
 )
-from switch_drivers.snmp import QBridgeOptions, _SnmpSession, portlist_has, portlist_with
+from switch_drivers.snmp import (
+    OIDS,
+    CiscoVmVlanDriver,
+    QBridgeDriver,
+    QBridgeOptions,
+    _Item,
+    _oid_text,
+    _SnmpSession,
+    _Unit,
+    portlist_has,
+    portlist_with,
+)
 
 
 @pytest.mark.parametrize(
@@ -195,3 +211,100 @@ def test_snmp_exception_varbinds_raise_without_error_status(value_name: str, err
             session._check("set vmVlan", "Gi1/0/5", None, 0, 0, binds)
     finally:
         session.close()
+
+
+@pytest.mark.parametrize(("column", "error"), [("vmVlan", InterfaceMissing), ("ifAdminStatus", InterfaceMissing),
+                                               ("dot1qVlanStaticEgressPorts", CommandFailed)])
+def test_missing_instance_of_a_port_column_is_a_missing_interface(column: str, error: type[Exception]) -> None:
+    from pysnmp.proto import rfc1905
+    from pysnmp.proto.rfc1902 import ObjectName
+
+    session = _session()
+    binds = [(ObjectName(".".join(map(str, (*OIDS[column], 77)))), rfc1905.noSuchInstance)]
+    try:
+        with pytest.raises(CommandFailed) as info:
+            session._check("read x", "Gi1/0/5", None, 0, 0, binds)
+    finally:
+        session.close()
+    assert type(info.value) is error
+
+
+def test_oid_text_names_two_part_indexes() -> None:
+    assert _oid_text((*OIDS["vtpVlanState"], 1, 20)) == "vtpVlanState.1.20"
+    assert _oid_text((*OIDS["dot1qPvid"], 5)) == "dot1qPvid.5"
+
+
+@pytest.mark.parametrize("cls", [QBridgeDriver, CiscoVmVlanDriver])
+def test_snmp_drivers_share_the_base_and_declare_what_they_read_back(cls: type[QBridgeDriver]) -> None:
+    driver = cls(Target("sw", "192.0.2.1"), cls.options_type(version="2c", community="c"))
+    assert isinstance(driver, DriverBase)
+    assert isinstance(driver, SwitchDriver)
+    assert {Capability.VLAN_TABLE, Capability.PORT_STATUS, Capability.BATCH} <= set(cls.capabilities)
+    assert repr(driver) == f"{cls.__name__}('sw', '192.0.2.1')"
+    with pytest.raises(Unsupported, match=r"cannot end an 802\.1X session"):
+        driver.disconnect("Gi1/0/5")
+    driver.save_config()  # running configuration: nothing to save
+
+
+def test_coa_driver_shares_the_base_and_disconnects() -> None:
+    driver = CoaDriver(Target("nas", "192.0.2.1"), CoaOptions(secret="s"))  # type: ignore[arg-type]
+    assert isinstance(driver, DriverBase)
+    assert isinstance(driver, SwitchDriver)
+    assert Capability.DISCONNECT in driver.capabilities
+    with pytest.raises(ConnectError, match="not open"):
+        driver.disconnect("AA-BB-CC-00-11-22")
+    assert issubclass(NoAnswer, DriverTimeout)
+
+
+class _AtomicAgent:
+    """A stub session: refuses any SET PDU holding a "bad" OID and names the first one in error-index."""
+
+    def __init__(self, bad: set[int], *, says_where: bool = True) -> None:
+        self.bad, self.says_where = bad, says_where
+        self.pdus: list[int] = []  # varbinds per SET PDU
+
+    def try_set(self, pairs: list[tuple[tuple[int, ...], Any]], action: str,
+                port: str | None = None) -> tuple[CommandFailed, int] | None:
+        self.pdus.append(len(pairs))
+        for n, (oid, _) in enumerate(pairs, 1):
+            if oid[-1] in self.bad:
+                return CommandFailed(f"{action}: notWritable", port=port), n if self.says_where else 0
+        return None
+
+
+def _units(count: int) -> list[_Unit]:
+    return [_Unit([((1, 3, n), 0)], [_Item(PortMove(f"p{n}", 20))], f"p{n}") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("count", "bad", "says_where", "max_varbinds", "pdus"),
+    [
+        (50, set(), True, 24, 3),  # 24 + 24 + 2
+        (50, {7, 33}, True, 24, 3 + 2 * 2),  # each refusal: the named one alone, then the rest again
+        (24, {0, 1, 2}, True, 24, 1 + 3 * 2),
+        (10, {4}, False, 24, 1 + 10),  # no error-index: every unit on its own
+        (5, set(), True, 1, 5),
+    ],
+)
+def test_refused_pdu_is_split_so_only_the_bad_port_fails(count: int, bad: set[int], says_where: bool,
+                                                         max_varbinds: int, pdus: int) -> None:
+    driver = QBridgeDriver(Target("sw", "192.0.2.1"),
+                           QBridgeOptions(version="2c", community="c", max_varbinds=max_varbinds))
+    agent = _AtomicAgent(bad, says_where=says_where)
+    driver._session = agent  # type: ignore[assignment]
+    refused = driver._set_units(_units(count), "set dot1qPvid")
+    assert sorted(unit.port or "" for unit, _ in refused) == sorted(f"p{n}" for n in bad)
+    assert len(agent.pdus) == pdus
+    assert max(agent.pdus) <= max_varbinds
+
+
+def test_pdus_are_bounded_in_bytes_too() -> None:
+    from pysnmp.proto.rfc1902 import OctetString
+
+    driver = QBridgeDriver(Target("sw", "192.0.2.1"), QBridgeOptions(version="2c", community="c"))
+    def portlists(vlan: int) -> _Unit:  # egress + untagged of a 4096-port switch: 2 x 512 octets
+        return _Unit([((*OIDS[column], vlan), OctetString(b"\xff" * 512))
+                      for column in ("dot1qVlanStaticEgressPorts", "dot1qVlanStaticUntaggedPorts")])
+
+    assert [len(c) for c in driver._chunks([portlists(v) for v in range(1, 7)])] == [1] * 6  # one VLAN per PDU
+    assert [len(c) for c in driver._chunks(_units(30))] == [24, 6]

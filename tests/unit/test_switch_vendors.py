@@ -9,9 +9,17 @@ import pytest
 
 import trustport_lab.fakes
 from switch_drivers.base import Target, check_vlan
-from switch_drivers.cli import CiscoIosOptions, JuniperJunosDriver, JuniperJunosOptions, connection_params
-from switch_drivers.errors import CommandFailed, HostKeyError, InvalidArgument
-from switch_drivers.vendors import VENDORS, check_interface, parse_vlan, render
+from switch_drivers.cli import connection_params
+from switch_drivers.errors import CommandFailed, HostKeyError, HostKeyUnknown, InvalidArgument
+from switch_drivers.vendors import (
+    VENDORS,
+    CiscoIosOptions,
+    JuniperJunosDriver,
+    JuniperJunosOptions,
+    check_interface,
+    parse_vlan,
+    render,
+)
 
 OUTPUTS = Path(trustport_lab.fakes.__file__).resolve().parent / "outputs"
 
@@ -64,7 +72,7 @@ def test_vlan_out_of_range_or_wrong_type(vlan: object) -> None:
         ("cisco_ios", "Gi1/0/5", ["interface Gi1/0/5", "switchport mode access", "switchport access vlan 20"]),
         ("arista_eos", "Ethernet5",
          ["interface Ethernet5", "switchport mode access", "switchport access vlan 20"]),
-        ("aruba_aoscx", "1/1/5", ["interface 1/1/5", "no routing", "vlan access 20", "end"]),
+        ("aruba_aoscx", "1/1/5", ["interface 1/1/5", "no routing", "vlan access 20"]),  # + push_suffix "end"
         ("hp_procurve", "5", ["vlan 20 untagged 5"]),
         ("juniper_junos", "ge-0/0/5", [
             "delete interfaces ge-0/0/5 unit 0 family ethernet-switching vlan members",
@@ -77,10 +85,9 @@ def test_render_set_vlan(vendor: str, port: str, expected: list[str]) -> None:
     assert render(VENDORS[vendor].set_vlan, VENDORS[vendor], port, 20) == expected
 
 
-def test_aoscx_lists_always_end_with_end() -> None:
-    spec = VENDORS["aruba_aoscx"]
-    for templates in (spec.set_vlan, spec.port_down, spec.port_up):
-        assert templates[-1] == "end"
+def test_aoscx_pushes_always_end_with_end() -> None:
+    """netmiko cannot see AOS-CX's (config-if)# context: every push (single port or batch) ends with 'end'."""
+    assert VENDORS["aruba_aoscx"].push_suffix == ("end",)
 
 
 def test_render_refuses_bad_vlan_even_when_port_is_fine() -> None:
@@ -180,5 +187,113 @@ def test_connection_params_host_key_policies(tmp_path: Path, policy: str, strict
 
 def test_connection_params_missing_known_hosts_is_a_host_key_error(tmp_path: Path) -> None:
     opts = CiscoIosOptions(username="u", password="p", known_hosts=tmp_path / "absent")
-    with pytest.raises(HostKeyError, match="known_hosts"):
+    with pytest.raises(HostKeyUnknown, match=r"known_hosts file .*absent does not exist.*ssh-keyscan -p 22 192.0.2.1"):
         connection_params(VENDORS["cisco_ios"], Target("sw", "192.0.2.1"), opts)
+    without = opts.model_copy(update={"known_hosts": None})
+    with pytest.raises(HostKeyError, match="no known_hosts file is configured"):
+        connection_params(VENDORS["cisco_ios"], Target("sw", "192.0.2.1"), without)
+
+
+def test_old_import_locations_still_work() -> None:
+    from switch_drivers.cli import CiscoIosDriver as Moved
+    from switch_drivers.vendors.cisco_ios import CiscoIosDriver
+
+    assert Moved is CiscoIosDriver
+
+
+def _read(name: str) -> str:
+    return (OUTPUTS / name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("vendor", "fixture", "expected"),
+    [
+        ("cisco_ios", "cisco_ios__show_vlan_brief.txt", {1, 20, 30, 999, 1002, 1003, 1004, 1005}),
+        ("arista_eos", "arista_eos__show_vlan_json.txt", {1, 20, 999}),
+        ("aruba_aoscx", "aruba_aoscx__show_vlan.txt", {1, 20, 99, 999}),
+        ("hp_procurve", "hp_procurve__show_vlans.txt", {1, 20, 999}),
+        ("juniper_junos", "juniper_junos__show_configuration_vlans_display_set.txt", {1, 20, 999}),
+    ],
+)
+def test_parse_recorded_vlan_table(vendor: str, fixture: str, expected: set[int]) -> None:
+    assert VENDORS[vendor].parse_vlans(_read(fixture)) == expected
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+@pytest.mark.parametrize("raw", ["", "% Invalid input detected at '^' marker.", "{not json", "VLAN Name Status\n"])
+def test_unusable_vlan_table_is_not_an_empty_table(vendor: str, raw: str) -> None:
+    """An unreadable table must not look like 'the switch has no VLANs' (everything refused) nor like any table."""
+    assert not VENDORS[vendor].parse_vlans(raw)
+
+
+# (vlan, admin_up, oper_up, mode) per port, as the all-ports status commands report them
+PORT_TABLES = {
+    "cisco_ios": (["cisco_ios__show_interfaces_status.txt"], {
+        "GigabitEthernet1/0/1": (20, True, True, "access"),
+        "GigabitEthernet1/0/2": (1, True, False, "access"),  # its description says "disabled by ops"
+        "GigabitEthernet1/0/3": (30, False, False, "access"),
+        "GigabitEthernet1/0/4": (30, True, False, "access"),  # err-disabled: enabled, but no link
+        "GigabitEthernet1/0/48": (None, True, True, "trunk"),
+        "TenGigabitEthernet1/1/1": (None, True, False, "routed"),
+        "Po1": (None, True, True, "trunk"),
+    }),
+    "arista_eos": (["arista_eos__show_interfaces_status_json.txt"], {
+        "Ethernet1": (20, True, True, "bridged"),
+        "Ethernet2": (1, False, False, "bridged"),
+        "Ethernet3": (77, True, False, "bridged"),  # an inactive VLAN: EOS accepted a VLAN it does not have
+        "Ethernet49/1": (None, True, True, "trunk"),
+        "Ethernet50/1": (None, True, True, "routed"),
+        "Management1": (None, True, True, "routed"),
+    }),
+    "aruba_aoscx": (["aruba_aoscx__show_interface_brief.txt"], {
+        "1/1/1": (None, True, True, "routed"),
+        "1/1/2": (1, False, False, "access"),
+        "1/1/5": (20, True, True, "access"),
+        "1/1/6": (1, True, False, "access"),
+        "1/1/49": (None, True, True, "trunk"),
+    }),
+    "hp_procurve": (["hp_procurve__show_interfaces_brief.txt", "hp_procurve__show_interfaces_status.txt"], {
+        "1": (20, True, True, "access"),
+        "2": (1, False, False, "access"),
+        "3": (999, True, False, "access"),
+        "49": (None, True, True, "tagged-only"),
+    }),
+    "juniper_junos": (["juniper_junos__show_interfaces_terse.txt",
+                       "juniper_junos__show_configuration_interfaces_display_set_all.txt"], {
+        "ge-0/0/0": (20, True, True, "access"),
+        "ge-0/0/1": (999, False, False, "access"),
+        "ge-0/0/2": (None, True, False, "non-access"),  # a named VLAN cannot be compared with an id
+        "xe-0/1/0": (None, True, True, "non-access"),  # routed
+        # ge-0/0/10 is only in the configuration (Junos accepts absent interfaces): not a port
+    }),
+}
+
+
+@pytest.mark.parametrize("vendor", list(PORT_TABLES))
+def test_parse_recorded_port_tables(vendor: str) -> None:
+    fixtures, expected = PORT_TABLES[vendor]
+    rows = VENDORS[vendor].parse_ports([_read(f) for f in fixtures])
+    assert {k: (r.vlan, r.admin_up, r.oper_up, r.mode) for k, r in rows.items()} == expected
+
+
+@pytest.mark.parametrize(
+    ("vendor", "names"),
+    [("cisco_ios", ["Gi1/0/5", "GigabitEthernet1/0/5"]), ("cisco_ios", ["Te1/1/1", "TenGigabitEthernet1/1/1"]),
+     ("arista_eos", ["Et5", "Ethernet5"]), ("arista_eos", ["Et1/5", "Ethernet1/5"])],
+)
+def test_short_and_long_interface_names_are_one_port(vendor: str, names: list[str]) -> None:
+    assert len({VENDORS[vendor].canonical(n) for n in names}) == 1
+
+
+@pytest.mark.parametrize(
+    ("vendor", "answer"),
+    [("cisco_ios", "                 ^\n% Invalid input detected at '^' marker."),
+     ("arista_eos", "% Interface does not exist"),
+     ("aruba_aoscx", "Invalid input: 1/1/49"),
+     ("hp_procurve", "Module not present for port or invalid port: 49"),
+     ("juniper_junos", "error: device ge-0/0/49 not found")],
+)
+def test_missing_interface_answers_are_recognised(vendor: str, answer: str) -> None:
+    assert re.search(VENDORS[vendor].missing_interface, answer, re.M)
+    normal = "Interface               Admin Link Proto\nge-0/0/5                up    up\nVLAN 20 active\n"
+    assert not re.search(VENDORS[vendor].missing_interface, normal, re.M)

@@ -3,7 +3,9 @@
 ACKs requests whose Calling-Station-Id / Acct-Session-Id / User-Name / NAS-Port-Id names a known session;
 NAKs others with Error-Cause 503 (Session-Context-Not-Found), or 501 (Administratively-Prohibited) for
 sessions in ``prohibited``. Requests without a valid Message-Authenticator are dropped (BlastRADIUS-era
-NAS behaviour). ``silent=True`` drops everything (timeout tests). Every accepted request is recorded.
+NAS behaviour). Modes for the "NAS that never answers" tests: ``silent=True`` drops everything; sessions in
+``ignored`` are never answered while the others are (a NAS that answers only some requests); ``drop_first=N``
+drops the first N requests it receives (a lossy path that the retries cover). Every answered request is recorded.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ class CoaNas:
     sessions: set[str] = field(default_factory=lambda: {"AA-BB-CC-00-11-22", "sess-0001"})
     prohibited: set[str] = field(default_factory=set)
     silent: bool = False
+    ignored: set[str] = field(default_factory=set)
+    drop_first: int = 0
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
-    received: int = 0  # every authenticated request, including those dropped while silent
+    received: int = 0  # every request that arrived, including those dropped
+    unanswered: int = 0  # requests dropped on purpose (silent, ignored, drop_first)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _server: Any = None
@@ -71,11 +76,17 @@ class CoaNas:
     def _answer(self, srv: Any, pkt: Any) -> None:
         self.received += 1
         if self.silent or "Message-Authenticator" not in pkt or not pkt.verify_message_authenticator():
+            self.unanswered += self.silent
+            return
+        keys = {str(v) for name in SESSION_ATTRS if name in pkt for v in pkt[name]}
+        if keys & self.ignored or self.drop_first > 0:
+            if not keys & self.ignored:
+                self.drop_first -= 1
+            self.unanswered += 1
             return
         attrs = {name: list(pkt[name]) for name in RECORDED_ATTRS if name in pkt}
         kind = "coa" if pkt.code == packet.CoARequest else "disconnect"
         self.requests.append({"kind": kind, "attrs": attrs})
-        keys = {str(v) for name in SESSION_ATTRS if name in pkt for v in pkt[name]}
         reply = srv.CreateReplyPacket(pkt)
         if keys & self.prohibited:
             reply.code = packet.CoANAK if kind == "coa" else packet.DisconnectNAK

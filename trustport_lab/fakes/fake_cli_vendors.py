@@ -1,4 +1,4 @@
-"""Per-vendor CLI behaviour for the fake SSH switches (prompts, modes, outputs, exact error strings)."""
+"""Per-vendor CLI behaviour for the fake SSH switches (prompts, modes, outputs, exact error strings, quirks)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 from typing import ClassVar
 
 from .fake_cli import DeviceState, PortState, VendorSession, _Stall
+from .fake_cli_junos import JuniperJunos
 
 IOS_INVALID = "% Invalid input detected at '^' marker."
 IOS_SWITCHPORT = """Name: {short}
@@ -36,6 +37,10 @@ Appliance trust: none"""
 
 def _vname(vlan: int) -> str:
     return "default" if vlan == 1 else f"VLAN{vlan:04d}"
+
+
+def oper_up(port: PortState) -> bool:
+    return port.link and not port.shutdown
 
 
 class CiscoLike(VendorSession):
@@ -90,6 +95,8 @@ class CiscoLike(VendorSession):
             self.mode, self.iface = ("config", None) if self.mode == "config-if" else ("enable", None)
             return ""
         if self.mode == "config-if" and self.iface:
+            if self.iface in self.state.refuse_ports and line not in ("shutdown", "no shutdown"):
+                return self.err(line)
             return self.if_cmd(self.state.ports[self.iface], line)
         return self.config_cmd_line(line)
 
@@ -125,8 +132,6 @@ class CiscoLike(VendorSession):
                 self.state.saves += 1
             return self.out("Building configuration...", "[OK]")
         if line.startswith("show "):
-            if self.state.stall_show:
-                raise _Stall
             return self.show(line)
         return self.other_enable(line)
 
@@ -138,11 +143,10 @@ class CiscoLike(VendorSession):
             return ""
         return self.err(line)
 
-    def set_shutdown(self, port: PortState, down: bool) -> None:
+    def set_access_vlan(self, port: PortState, vlan: int) -> None:
         with self.state.lock:
-            if port.shutdown and not down:
-                port.bounces += 1
-            port.shutdown = down
+            if not self.state.ignores(self.iface or ""):
+                port.vlan = vlan
 
     def if_cmd(self, port: PortState, line: str) -> str:
         if line in ("shutdown", "no shutdown"):
@@ -154,27 +158,62 @@ class CiscoLike(VendorSession):
         if m and 1 <= int(m.group(1)) <= 4094:
             vlan = int(m.group(1))
             msg = ""
-            if vlan not in self.state.vlans:
-                self.state.vlans.add(vlan)
+            if vlan not in self.state.vlans:  # real IOS: creates the VLAN and moves the port
+                with self.state.lock:
+                    self.state.vlans.add(vlan)
                 msg = self.out(f"% Access VLAN does not exist. Creating vlan {vlan}")
-            with self.state.lock:
-                port.vlan = port.vlan if self.state.ignore_changes else vlan
+            self.set_access_vlan(port, vlan)
             return msg
         return self.err(line)
 
     def config_cmd_line(self, line: str) -> str:
         return self.err(line)
 
+    def short(self, name: str) -> str:
+        return name.replace("GigabitEthernet", "Gi").replace("TenGigabitEthernet", "Te").replace(
+            "FastEthernet", "Fa")
+
+    def show_vlan_brief(self) -> str:
+        members: dict[int, list[str]] = {v: [] for v in self.state.vlans}
+        for name, port in self.state.ports.items():
+            members.setdefault(port.vlan, []).append(self.short(name))
+        lines = ["", "VLAN Name                             Status    Ports",
+                 "---- -------------------------------- --------- -------------------------------"]
+        for vlan in sorted(members):
+            ports = members[vlan]
+            groups = [", ".join(ports[i:i + 4]) for i in range(0, len(ports), 4)] or [""]
+            lines.append(f"{vlan:<4} {_vname(vlan):<32} active    {groups[0]}".rstrip())
+            lines += [f"{'':48}{group}" for group in groups[1:]]
+        for vlan, name in ((1002, "fddi-default"), (1003, "token-ring-default"), (1004, "fddinet-default"),
+                           (1005, "trnet-default")):
+            lines.append(f"{vlan:<4} {name:<32} act/unsup")
+        return self.out(*lines)
+
+    def show_status(self, names: list[str]) -> str:
+        lines = ["", "Port      Name               Status       Vlan       Duplex  Speed Type"]
+        for name in names:
+            port = self.state.ports[name]
+            status = "disabled" if port.shutdown else ("connected" if port.link else "notconnect")
+            lines.append(f"{self.short(name):<9} {'':<18} {status:<12} {port.vlan:<10} a-full a-1000 "
+                         "10/100/1000BaseTX")
+        return self.out(*lines)
+
     def show(self, line: str) -> str:
         if self.state.stall_show:
             raise _Stall
+        if line == "show vlan brief":
+            return self.show_vlan_brief()
+        if line == "show interfaces status":
+            return self.show_status(list(self.state.ports))
+        m = re.fullmatch(r"show interfaces (\S+) status", line)
+        if m and (name := self.canon(m.group(1))):
+            return self.show_status([name])
         m = re.fullmatch(r"show interfaces (\S+) switchport", line)
         if m and (name := self.canon(m.group(1))):
             port = self.state.ports[name]
-            short = name.replace("GigabitEthernet", "Gi")
             oper = "down" if port.shutdown else "static access"
             return self.out(*IOS_SWITCHPORT.format(
-                short=short, vlan=port.vlan, vname=_vname(port.vlan), oper=oper).splitlines())
+                short=self.short(name), vlan=port.vlan, vname=_vname(port.vlan), oper=oper).splitlines())
         return self.err(line)
 
 
@@ -224,29 +263,54 @@ class AristaEos(CiscoLike):
 
     def if_cmd(self, port: PortState, line: str) -> str:
         m = re.fullmatch(r"switchport access vlan (\d+)", line)
-        if m and int(m.group(1)) in self.state.vlans:
-            with self.state.lock:
-                port.vlan = port.vlan if self.state.ignore_changes else int(m.group(1))
-            return ""
         if m and not 1 <= int(m.group(1)) <= 4094:
             return self.err(line)
-        if m:  # EOS accepts a missing VLAN silently ("inactive"); the port then forwards nothing.
-            with self.state.lock:
-                port.vlan = int(m.group(1))
+        if m:  # EOS accepts a missing VLAN silently ("inactive"); the port then forwards nothing
+            self.set_access_vlan(port, int(m.group(1)))
             return ""
         return super().if_cmd(port, line)
+
+    def json(self, doc: object) -> str:
+        return self.out(*json.dumps(doc, indent=2).splitlines())
+
+    def status_json(self, names: list[str]) -> str:
+        statuses = {}
+        for name in names:
+            port = self.state.ports[name]
+            link = "disabled" if port.shutdown else ("connected" if port.link else "notconnect")
+            statuses[name] = {
+                "description": "", "linkStatus": link, "bandwidth": 1000000000, "interfaceType": "1000BASE-T",
+                "duplex": "duplexFull", "autoNegotiateActive": True, "lineProtocolStatus": "up" if oper_up(port)
+                else "down", "vlanInformation": {"interfaceMode": "bridged", "vlanId": port.vlan,
+                                                 "interfaceForwardingModel": "bridged"}}
+        return self.json({"interfaceStatuses": statuses})
 
     def show(self, line: str) -> str:
         if self.state.stall_show:
             raise _Stall
-        m = re.fullmatch(r"show interfaces (\S+) switchport \| json", line)
-        if m and (name := self.canon(m.group(1))):
+        if line == "show vlan | json":
+            members: dict[int, dict[str, object]] = {v: {} for v in self.state.vlans}
+            for name, port in self.state.ports.items():
+                if port.vlan in members:
+                    members[port.vlan][name] = {"privatePromoted": False, "blocked": None}
+            return self.json({"sourceDetail": "", "vlans": {
+                str(v): {"name": _vname(v).upper(), "dynamic": False, "status": "active", "interfaces": members[v]}
+                for v in sorted(members)}})
+        if line == "show interfaces status | json":
+            return self.status_json(list(self.state.ports))
+        m = re.fullmatch(r"show interfaces (\S+) (switchport|status) \| json", line)
+        name = (self.canon(m.group(1)) if m else None) or ""
+        if m and not name:
+            return self.out("% Interface does not exist")
+        if m and m.group(2) == "status":
+            return self.status_json([name])
+        if m:
             port = self.state.ports[name]
             doc = {"switchports": {name: {"enabled": True, "switchportInfo": {
                 "mode": "access", "accessVlanId": port.vlan, "accessVlanName": _vname(port.vlan).upper(),
                 "trunkingNativeVlanId": 1, "trunkAllowedVlans": "ALL", "tpid": "0x8100",
                 "macLearning": True, "staticTrunkGroups": [], "dynamicTrunkGroups": []}}}}
-            return self.out(*json.dumps(doc, indent=2).splitlines())
+            return self.json(doc)
         return self.err(line)
 
 
@@ -283,8 +347,7 @@ class ArubaAosCx(CiscoLike):
                 return self.out("Interface is not L2. Use 'no routing' first.")
             if vlan not in self.state.vlans:
                 return self.out(f"VLAN {vlan} should be created before assigning to an interface.")
-            with self.state.lock:
-                port.vlan = port.vlan if self.state.ignore_changes else vlan
+            self.set_access_vlan(port, vlan)
             return ""
         if line in ("shutdown", "no shutdown"):
             self.set_shutdown(port, line == "shutdown")
@@ -299,11 +362,41 @@ class ArubaAosCx(CiscoLike):
             return ""
         return self.err(line)
 
+    def show_brief(self, names: list[str]) -> str:
+        rule = "-" * 104
+        lines = [rule, "Port      Native  Mode   Type           Enabled Status  Reason                  Speed   "
+                       "Description", "          VLAN                                                          "
+                       "        (Mb/s)", rule]
+        for name in names:
+            port = self.state.ports[name]
+            vlan, mode = ("--", "routed") if port.routed else (str(port.vlan), "access")
+            reason = "Administratively down" if port.shutdown else ("" if port.link else "Waiting for link")
+            lines.append(f"{name:<9} {vlan:<7} {mode:<6} 1GbT           {'no' if port.shutdown else 'yes':<7} "
+                         f"{'up' if oper_up(port) else 'down':<7} {reason:<23} 1000    --")
+        return self.out(*lines)
+
     def show(self, line: str) -> str:
         if self.state.stall_show:
             raise _Stall
-        m = re.fullmatch(r"show running-config interface (\S+)", line)
-        if m and (name := self.canon(m.group(1))):
+        if line == "show vlan":
+            rule = "-" * 98
+            lines = [rule, "VLAN  Name                              Status  Reason          Type      Interfaces", rule]
+            for vlan in sorted(self.state.vlans):
+                ports = [n for n, p in self.state.ports.items() if p.vlan == vlan and not p.routed]
+                kind = "default" if vlan == 1 else "static"
+                lines.append(f"{vlan:<5} {f'VLAN{vlan}':<33} up      ok              {kind:<9} "
+                             f"{','.join(ports[:6])}".rstrip())
+                lines += [f"{'':76}{','.join(ports[i:i + 6])}" for i in range(6, len(ports), 6)]
+            return self.out(*lines)
+        if line == "show interface brief":
+            return self.show_brief(list(self.state.ports))
+        m = re.fullmatch(r"show (?:interface (\S+) brief|running-config interface (\S+))", line)
+        if m and not self.canon(m.group(1) or m.group(2)):
+            return self.out(f"Invalid input: {m.group(1) or m.group(2)}")
+        if m and m.group(1):
+            return self.show_brief([m.group(1)])
+        if m:
+            name = m.group(2)
             port = self.state.ports[name]
             body = [f"interface {name}", "    shutdown" if port.shutdown else "    no shutdown"]
             if not port.routed:
@@ -341,6 +434,9 @@ class HpProcurve(CiscoLike):
     def err(self, line: str) -> str:
         return self.out(f"Invalid input: {line.rsplit(maxsplit=1)[-1] if line.split() else line}")
 
+    def no_port(self, name: str) -> str:
+        return self.out(f"Module not present for port or invalid port: {name}")
+
     def enable_cmd(self, line: str) -> str:
         if line in ("exit", "logout"):
             self.awaiting = self.logout_answer
@@ -354,9 +450,11 @@ class HpProcurve(CiscoLike):
     def move(self, vlan: int, name: str) -> str:
         if not 1 <= vlan <= 4094:
             return self.out(f"Invalid input: {vlan}")
+        if name in self.state.refuse_ports:
+            return self.out(f"Invalid input: {name}")
         with self.state.lock:
-            self.state.vlans.add(vlan)
-            if not self.state.ignore_changes:
+            self.state.vlans.add(vlan)  # real ProCurve: 'vlan N untagged X' creates VLAN N
+            if not self.state.ignores(name):
                 self.state.ports[name].vlan = vlan
         return ""
 
@@ -364,7 +462,7 @@ class HpProcurve(CiscoLike):
         m = re.fullmatch(r"vlan (\d+) untagged (\S+)", line)
         if m:
             if m.group(2) not in self.state.ports:
-                return self.out(f"Module not present for port or invalid port: {m.group(2)}")
+                return self.no_port(m.group(2))
             return self.move(int(m.group(1)), m.group(2))
         m = re.fullmatch(r"interface (\S+) (disable|enable)", line)
         if m and m.group(1) in self.state.ports:
@@ -380,11 +478,13 @@ class HpProcurve(CiscoLike):
     def handle(self, line: str) -> str:
         m = re.fullmatch(r"interface (\S+) (disable|enable)", line)
         if m and self.mode == "config":
+            if m.group(1) not in self.state.ports:
+                return self.no_port(m.group(1))
             return self.config_cmd_line(line)
         if line.startswith("interface ") and self.mode in ("config", "config-if"):
             name = line.split(None, 1)[1]
             if name not in self.state.ports:
-                return self.out(f"Module not present for port or invalid port: {name}")
+                return self.no_port(name)
         return super().handle(line)
 
     def if_cmd(self, port: PortState, line: str) -> str:
@@ -396,11 +496,48 @@ class HpProcurve(CiscoLike):
             return self.move(int(m.group(1)), self.iface)
         return self.err(line)
 
+    def show_brief(self, names: list[str]) -> str:
+        lines = ["", " Status and Counters - Port Status", "",
+                 "                  | Intrusion                           MDI  Flow  Bcast",
+                 "  Port  Type      | Alert     Enabled Status Mode       Mode Ctrl  Limit",
+                 "  ----- --------- + --------- ------- ------ ---------- ---- ---- -----"]
+        for name in names:
+            port = self.state.ports[name]
+            lines.append(f"  {name:<5} 100/1000T | No        {'No' if port.shutdown else 'Yes':<7} "
+                         f"{'Up' if oper_up(port) else 'Down':<6} 1000FDx    MDIX off  0")
+        return self.out(*lines, "")
+
+    def show_status(self, names: list[str]) -> str:
+        lines = ["", "  Port     Name       Status  Config-mode   Speed    Type       Tagged Untagged",
+                 "  -------- ---------- ------- ------------- -------- ---------- ------ --------"]
+        for name in names:
+            port = self.state.ports[name]
+            lines.append(f"  {name:<8}            {'Up' if oper_up(port) else 'Down':<7} Auto          1000FDx  "
+                         f"100/1000T  No     {port.vlan}")
+        return self.out(*lines, "")
+
     def show(self, line: str) -> str:
         if self.state.stall_show:
             raise _Stall
+        if line == "show vlans":
+            lines = ["", " Status and Counters - VLAN Information", "",
+                     "  Maximum VLANs to support : 256", "  Primary VLAN : DEFAULT_VLAN", "  Management VLAN :",
+                     "", "  VLAN ID Name                             | Status     Voice Jumbo",
+                     "  ------- -------------------------------- + ---------- ----- -----"]
+            for vlan in sorted(self.state.vlans):
+                name = "DEFAULT_VLAN" if vlan == 1 else f"VLAN{vlan}"
+                lines.append(f"  {vlan:<7} {name:<32} | Port-based No    No")
+            return self.out(*lines, "")
+        m = re.fullmatch(r"show interfaces (brief|status)(?: (\S+))?", line)
+        if m and m.group(2) and m.group(2) not in self.state.ports:
+            return self.no_port(m.group(2))
+        if m:
+            names = [m.group(2)] if m.group(2) else list(self.state.ports)
+            return self.show_brief(names) if m.group(1) == "brief" else self.show_status(names)
         m = re.fullmatch(r"show vlans ports (\S+) detail", line)
-        if m and m.group(1) in self.state.ports:
+        if m and m.group(1) not in self.state.ports:
+            return self.no_port(m.group(1))
+        if m:
             vlan = self.state.ports[m.group(1)].vlan
             name = "DEFAULT_VLAN" if vlan == 1 else f"VLAN{vlan}"
             return self.out(
@@ -409,129 +546,6 @@ class HpProcurve(CiscoLike):
                 "  ------- -------------------------------- + ---------- ----- ----- --------",
                 f"  {vlan:<7} {name:<32} | Port-based No    No    Untagged", "")
         return self.err(line)
-
-
-class JuniperJunos(VendorSession):
-    """Junos ELS: operational '>' and '[edit]' configuration mode with a candidate and commit."""
-
-    def __init__(self, state: DeviceState) -> None:
-        super().__init__(state)
-        self.mode = "op"
-
-    def prompt(self) -> str:
-        user = f"{self.state.username}@{self.state.hostname}"
-        return f"{user}> " if self.mode == "op" else f"\r\n[edit]\r\n{user}# "
-
-    def running(self) -> dict[str, tuple[int, bool]]:
-        return {n: (p.vlan, p.shutdown) for n, p in self.state.ports.items()}
-
-    def handle(self, line: str) -> str:
-        if not line:
-            return ""
-        if self.mode == "op":
-            return self.op(line)
-        return self.conf(line)
-
-    def op(self, line: str) -> str:
-        answers = {
-            "set cli screen-width 511": "Screen width set to 511",
-            "set cli complete-on-space off": "Disabling complete-on-space",
-            "set cli screen-length 0": "Screen length set to 0",
-        }
-        if line in answers:
-            return self.out(answers[line])
-        if line in ("configure", "configure private"):
-            self.mode = "conf"
-            with self.state.lock:
-                self.state.candidate = self.running()
-            return self.out("Entering configuration mode")
-        if line == "exit":
-            self.closed = True
-            return ""
-        m = re.fullmatch(r"show configuration interfaces (\S+) \| display set", line)
-        if m:
-            if self.state.stall_show:
-                raise _Stall
-            return self.show_set(m.group(1))
-        m = re.fullmatch(r"clear dot1x interface (\S+)", line)
-        if m and m.group(1) in self.state.ports:
-            with self.state.lock:
-                self.state.ports[m.group(1)].reauths += 1
-            return ""
-        return self.out("                 ^", "unknown command.")
-
-    def show_set(self, name: str) -> str:
-        port = self.state.ports.get(name)
-        if port is None:
-            return ""
-        base = f"set interfaces {name}"
-        lines = [f"{base} disable"] if port.shutdown else []
-        lines.append(f"{base} unit 0 family ethernet-switching interface-mode access")
-        if port.vlan != 1:
-            lines.append(f"{base} unit 0 family ethernet-switching vlan members {port.vlan}")
-        return self.out(*lines)
-
-    def conf(self, line: str) -> str:
-        cand = self.state.candidate
-        m = re.fullmatch(r"(set|delete) interfaces (\S+) (.+)", line)
-        if m and m.group(2) in cand:
-            verb, name, rest = m.groups()
-            vlan, disabled = cand[name]
-            if rest == "disable":
-                disabled = verb == "set"
-            elif rest == "unit 0 family ethernet-switching interface-mode access":
-                pass
-            elif verb == "delete" and rest == "unit 0 family ethernet-switching vlan members":
-                vlan = 1
-            elif verb == "set" and (v := re.fullmatch(r"unit 0 family ethernet-switching vlan members (\d+)", rest)):
-                vlan = int(v.group(1))
-            else:
-                return self.out("                 ^", "syntax error.")
-            with self.state.lock:
-                cand[name] = (vlan, disabled)
-            return ""
-        if m:
-            return self.out("                 ^", "syntax error.")
-        if line in ("commit", "commit and-quit"):
-            return self.commit(and_quit=line.endswith("and-quit"))
-        if line == "rollback 0":
-            with self.state.lock:
-                self.state.candidate = self.running()
-            return self.out("load complete")
-        if line == "exit configuration-mode":
-            if cand != self.running():
-                self.awaiting = self.exit_answer
-                return self.out("The configuration has been changed but not committed") + \
-                    "Exit with uncommitted changes? [yes,no] (yes) "
-            self.mode = "op"
-            return self.out("Exiting configuration mode", "")
-        return self.out("                 ^", "syntax error.")
-
-    def exit_answer(self, answer: str) -> str:
-        if answer.strip() in ("yes", ""):
-            self.mode = "op"
-            return self.out("Exiting configuration mode", "") + self.prompt()
-        return self.prompt()
-
-    def commit(self, and_quit: bool) -> str:
-        with self.state.lock:
-            failure, self.state.fail_next_commit = self.state.fail_next_commit, None
-            bad = [n for n, (v, _) in self.state.candidate.items() if v not in self.state.vlans]
-            if failure is None and bad:
-                failure = (f"[edit interfaces {bad[0]} unit 0 family ethernet-switching]\r\n  'vlan'\r\n"
-                           "    No vlan matches vlan tag 0 for interface\r\nerror: configuration check-out failed")
-            if failure is not None:
-                return self.out(failure)
-            for name, (vlan, disabled) in self.state.candidate.items():
-                port = self.state.ports[name]
-                if port.shutdown and not disabled:
-                    port.bounces += 1
-                port.vlan = port.vlan if self.state.ignore_changes else vlan
-                port.shutdown = disabled
-        if and_quit:
-            self.mode = "op"
-            return self.out("commit complete", "Exiting configuration mode", "")
-        return self.out("commit complete")
 
 
 SESSIONS: dict[str, type[VendorSession]] = {

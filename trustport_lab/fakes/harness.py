@@ -1,4 +1,8 @@
-"""Driver-agnostic view of a driver + its fake, used by the contract suite and the bench."""
+"""Driver-agnostic view of a driver + its fake, used by the contract suite and the bench.
+
+Every driver in the registry needs a harness here: the contract suite is parametrised from the registry and fails for
+a driver it cannot build (see docs/switch-drivers.md, "Adding a vendor in one file").
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from switch_drivers import AuthenticationError, ConnectError, DriverTimeout, SwitchDriver, Target, default_registry
 
 from .coa_nas import CoaNas
-from .fake_cli import FakeCliServer
+from .fake_cli import FakeCliServer, PortState
 from .snmp_agent import V3_AUTH, V3_PRIV, V3_USER, SnmpAgent
 
 CLI_DRIVERS = ("cisco_ios", "aruba_aoscx", "hp_procurve", "juniper_junos", "arista_eos")
@@ -23,7 +27,17 @@ GOOD_PORT = {
     "arista_eos": "Ethernet5", "snmp_qbridge": "Gi1/0/5", "snmp_cisco_vmvlan": "Gi1/0/5",
     "coa": "AA-BB-CC-00-11-22",
 }
-FAKE_PORT_NAME = {"cisco_ios": "GigabitEthernet1/0/5"}
+# A well-formed interface name the fake switch does not have.
+MISSING_PORT = {
+    "cisco_ios": "Gi1/0/99", "aruba_aoscx": "1/1/49", "hp_procurve": "49", "juniper_junos": "ge-0/0/49",
+    "arista_eos": "Ethernet49", "snmp_qbridge": "Gi1/0/99", "snmp_cisco_vmvlan": "Gi1/0/99",
+}
+# The name a driver is given for port number i, and the name the fake files it under.
+CLI_PORT = {"cisco_ios": "Gi1/0/{i}", "aruba_aoscx": "1/1/{i}", "hp_procurve": "{i}", "juniper_junos": "ge-0/0/{i}",
+            "arista_eos": "Ethernet{i}"}
+FAKE_PORT = {"cisco_ios": "GigabitEthernet1/0/{i}"}
+# Which fake dialect plays a CLI driver (a new vendor that speaks an existing dialect adds one line here).
+FAKE_DIALECT: dict[str, str] = {name: name for name in CLI_DRIVERS}
 
 
 @dataclass
@@ -41,10 +55,15 @@ class Harness:
     secret_values: tuple[str, ...] = ()
     fast_fail: dict[str, Any] = field(default_factory=dict)  # short timeouts for unreachable/timeout tests
     fake: Any = None
+    missing_port: str | None = None
+    cli: bool = False
+    ports: Callable[[int], list[str]] = field(default=lambda n: [], repr=False)  # n driver-facing port names
+    fake_port: Callable[[str], str] = field(default=lambda p: p, repr=False)
 
 
 def cli_harness(name: str, server: FakeCliServer, known_hosts: Path) -> Harness:
-    state = server.states[name]
+    dialect = FAKE_DIALECT[name]
+    state = server.states[dialect]
     state.reset()
 
     def build(port: int | None = None, **overrides: Any) -> SwitchDriver:
@@ -53,20 +72,34 @@ def cli_harness(name: str, server: FakeCliServer, known_hosts: Path) -> Harness:
             "known_hosts": known_hosts, "conn_timeout": 3, "read_timeout": 4,
         }
         options.update(overrides)
-        target = Target(name=f"fake-{name}", host="127.0.0.1", port=port or server.ports[name])
+        target = Target(name=f"fake-{name}", host="127.0.0.1", port=port or server.ports[dialect])
         return default_registry().create(name, target, options)
 
+    template = CLI_PORT[dialect]
+    stored = FAKE_PORT.get(dialect, template)
+
     def fake_port(port: str) -> str:
-        return FAKE_PORT_NAME.get(name, port) if port == GOOD_PORT[name] else port
+        for i in range(1, 1001):
+            if port == template.format(i=i):
+                return stored.format(i=i)
+        return port
+
+    def ports(count: int) -> list[str]:
+        """Give the fake ``count`` access ports (1..count, all in VLAN 1) and return their driver-facing names."""
+        with state.lock:
+            state.ports = {stored.format(i=i): PortState() for i in range(1, count + 1)}
+        return [template.format(i=i) for i in range(1, count + 1)]
 
     return Harness(
-        name=name, port=GOOD_PORT[name], build=build, fake=state,
+        name=name, port=GOOD_PORT[dialect], build=build, fake=state,
         vlan_of=lambda p: state.ports[fake_port(p)].vlan,
         bounces_of=lambda p: state.ports[fake_port(p)].bounces,
         reauths_of=lambda p: state.ports[fake_port(p)].reauths,
-        snapshot=lambda: {n: (p.vlan, p.shutdown) for n, p in state.ports.items()},
+        snapshot=lambda: ({n: (p.vlan, p.shutdown) for n, p in state.ports.items()}, sorted(state.vlans),
+                          dict(state.phantom)),
         wrong_credentials={"password": "not-the-password"},
         secret_values=("not-the-password", "fake-pass-123", "fake-enable-456"),
+        missing_port=MISSING_PORT[dialect], cli=True, ports=ports, fake_port=fake_port,
     )
 
 
@@ -95,6 +128,7 @@ def snmp_harness(name: str, agent: SnmpAgent) -> Harness:
         closed_port_error=DriverTimeout,
         secret_values=("wrong-auth-key", V3_PRIV),
         fast_fail={"timeout": 0.3, "retries": 0},
+        missing_port=MISSING_PORT[name],
     )
 
 
@@ -102,6 +136,9 @@ def coa_harness(nas: CoaNas) -> Harness:
     nas.requests.clear()
     nas.silent = False
     nas.received = 0
+    nas.ignored = set()
+    nas.drop_first = 0
+    nas.unanswered = 0
 
     def build(port: int | None = None, **overrides: Any) -> SwitchDriver:
         options: dict[str, Any] = {"secret": "testing123", "vendor": "cisco", "timeout": 1.0, "retries": 2}

@@ -2,11 +2,13 @@
 
 snmpd runs as the invoking user (root in CI is fine: the pass_persist script is stdlib-only and lives in the
 checkout). v2c communities: ``public`` (read-only) and ``private`` (read-write); v3 user ``nacuser``
-authPriv SHA/AES with keys ``authpass123``/``privpass123``.
+authPriv SHA/AES with keys ``authpass123``/``privpass123``. :meth:`SnmpAgent.pdu_counts` reads snmpd's own
+request counters, so a test can count the PDUs a driver sent at the agent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,11 +28,15 @@ SNMPD = shutil.which("snmpd") or "/usr/sbin/snmpd"
 SUBTREES = (
     ".1.3.6.1.2.1.17",  # BRIDGE-MIB incl. Q-BRIDGE
     ".1.3.6.1.2.1.2.2.1.7",  # ifAdminStatus (shadowed: writes only touch the fake's state)
+    ".1.3.6.1.2.1.2.2.1.8",  # ifOperStatus (shadowed)
     ".1.3.6.1.2.1.31.1.1.1.1",  # ifName
     ".1.3.6.1.4.1.9.9.68",  # CISCO-VLAN-MEMBERSHIP-MIB
+    ".1.3.6.1.4.1.9.9.46",  # CISCO-VTP-MIB
     ".1.0.8802.1.1.1.1.1.2.1.5",  # dot1xPaePortReauthenticate
 )
 V3_USER, V3_AUTH, V3_PRIV = "nacuser", "authpass123", "privpass123"
+# SNMPv2-MIB snmp group: requests snmpd received, by PDU type (there is no GETBULK counter)
+REQUEST_COUNTERS = {"get": "1.3.6.1.2.1.11.15.0", "getnext": "1.3.6.1.2.1.11.16.0", "set": "1.3.6.1.2.1.11.17.0"}
 
 
 def snmpd_available() -> bool:
@@ -48,6 +54,7 @@ class SnmpAgent:
     workdir: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _own_gets: int = field(default=0, repr=False)  # GETs pdu_counts itself sent
 
     @property
     def state_path(self) -> Path:
@@ -56,8 +63,48 @@ class SnmpAgent:
     def state(self) -> dict[str, Any]:
         return dict(json.loads(self.state_path.read_text()))
 
-    def reset(self, state: dict[str, Any] | None = None) -> None:
-        self.state_path.write_text(json.dumps(state or snmp_pass_persist.default_state(), indent=1))
+    def reset(self, state: dict[str, Any] | None = None, *, extra_ports: int = 0) -> None:
+        """Replace the switch's state (default: the three standard ports plus ``extra_ports`` Gi2/0/N)."""
+        new = state or snmp_pass_persist.default_state(extra_ports)
+        self.state_path.write_text(json.dumps(new, indent=1))
+
+    def update_port(self, name: str, **fields: Any) -> None:
+        """Change one port's row (``admin``, ``link``, ``refuse``...) by ifName."""
+        state = self.state()
+        row = next(p for p in state["ports"] if p["ifName"] == name)
+        row.update(fields)
+        self.reset(state)
+
+    def pdu_counts(self) -> dict[str, int]:
+        """snmpd's request counters since it started, less the GETs this method sent itself."""
+        from pysnmp.hlapi.v3arch.asyncio import (
+            CommunityData,
+            ContextData,
+            ObjectIdentity,
+            ObjectType,
+            SnmpEngine,
+            UdpTransportTarget,
+            get_cmd,
+        )
+
+        async def read() -> dict[str, int]:
+            engine = SnmpEngine()
+            try:
+                transport = await UdpTransportTarget.create(("127.0.0.1", self.port), timeout=2, retries=1)
+                indication, status, _, binds = await get_cmd(
+                    engine, CommunityData("public", mpModel=1), transport,  # noqa: S508 - the lab's read-only v2c
+                    ContextData(),
+                    *(ObjectType(ObjectIdentity(oid)) for oid in REQUEST_COUNTERS.values()))
+            finally:
+                engine.close_dispatcher()
+            if indication or status:
+                raise RuntimeError(f"cannot read snmpd's counters: {indication or status}")
+            return {name: int(value) for name, (_, value) in zip(REQUEST_COUNTERS, binds, strict=True)}
+
+        counts = asyncio.run(read())
+        self._own_gets += 1
+        counts["get"] -= self._own_gets
+        return counts
 
     def start(self, timeout: float = 10.0, attempts: int = 3) -> SnmpAgent:
         """Start snmpd; a free port can be taken between probing and binding, so retry on a new one."""
@@ -74,6 +121,7 @@ class SnmpAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "persist").mkdir(exist_ok=True)
         self.reset()
+        self._own_gets = 0  # a new snmpd starts its counters at zero
         self.port = self.port or free_udp_port()
         script = Path(snmp_pass_persist.__file__).resolve()
         lines = [
