@@ -2,6 +2,7 @@
 #   make demo   installs what is missing, then runs the lab (real FreeRADIUS + eapol_test)
 #   make test   installs what is missing, then runs ruff, mypy --strict and the whole test suite
 #   make unit   ruff, mypy --strict and the unit tests only (no services, well under a minute)
+#   make bench-enforcement  the bulk-enforcement benchmark (bench/bench_enforcement.py)
 #   make wheel-check  builds the wheel, installs it into a fresh venv and runs `trustport radius render` and
 #               `trustport lab` from a directory outside the checkout (CI runs it after `make test`)
 # All are idempotent: packages already present are not installed again.
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 EXTRAS := dev,lab,postgres
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test unit lint pytest wheel-check system-deps venv bench clean
+.PHONY: demo test unit lint pytest wheel-check system-deps venv bench bench-enforcement clean
 
 demo: system-deps venv
 	$(BIN)/trustport lab
@@ -40,6 +41,10 @@ wheel-check: system-deps venv
 
 bench: system-deps venv
 	$(BIN)/python bench/bench_eap_tls.py
+
+# 10,000 ports on 100 fake switches quarantined in bulk, against one port per job (a few minutes; not a test)
+bench-enforcement: venv
+	$(BIN)/python bench/bench_enforcement.py
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \

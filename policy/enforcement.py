@@ -6,7 +6,9 @@ Disconnect for a reject) where the NAS supports RFC 5176; otherwise set the port
 back, and bounce the port so the device re-authenticates into the new segment.
 
 The worker executes steps through ``StepExecutor``, which the app implements with ``switch_drivers`` — this
-module never imports them.
+module never imports them. It hands the executor ``Unit``s -- the next steps of many jobs, a set-VLAN and its
+bounce on one port being one unit -- so the executor can apply every port of one switch in one session, and gets
+one ``UnitResult`` per unit back: a port that fails fails its own job only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class StepKind(StrEnum):
     COA_DISCONNECT = "coa-disconnect"
     SET_VLAN = "set-vlan"
     BOUNCE = "bounce"
+    ENSURE_UP = "ensure-up"  # never planned: the worker's first step when it resumes a job that was mid-bounce
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class SessionView:
     calling_station_id: str
     acct_session_id: str | None
     vlan: int | None
+    vlan_read_back_at: datetime | None = None  # when a switch read ``vlan`` back; None: only RADIUS said so
+    source: str = "radius"  # "radius" (post-auth, accounting) or "manual" (trustport sessions add)
 
 
 class PlanningError(EnforcementError):
@@ -145,22 +150,74 @@ def plan_for(session: SessionView, decision: Decision, bindings: Sequence[NasBin
                         "a CoA NAS nor a switch")
 
 
-class TransientStepError(EnforcementError):
-    """Worth retrying later: unreachable, timed out, verification mismatch."""
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # worth retrying later with backoff: unreachable, timed out, read-back disagreed
+    PERMANENT = "permanent"  # retrying this path will not help (NAK, unsupported, no such port/VLAN): fallback
+    NO_ANSWER = "no-answer"  # the NAS never answered within its retry budget: it cannot do it for this job, so the
+    # fallback runs at once; without one, the job is retried like a transient failure
 
 
-class PermanentStepError(EnforcementError):
-    """Retrying the same step will not help (NAK, unsupported, bad argument): use the fallback, if any."""
+@dataclass(frozen=True)
+class StepFailure:
+    kind: FailureKind
+    message: str  # names the step, the device and what happened
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The steps of one job applied together on one device: a single step, or a set-VLAN and the bounce of the
+    same port (one ``PortMove``)."""
+
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        if not self.steps or any((s.target, s.port) != (self.steps[0].target, self.steps[0].port)
+                                 for s in self.steps):
+            raise ValueError("a unit is one or more steps on the same target and port")
+
+    @property
+    def target(self) -> str:
+        return self.steps[0].target
+
+    @property
+    def port(self) -> str:
+        return self.steps[0].port
+
+    @property
+    def bounces(self) -> bool:
+        return any(s.kind is StepKind.BOUNCE for s in self.steps)
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What happened to one unit: its first ``done`` steps completed (one message each); ``failure`` says why the
+    next one did not. ``vlan``: the VLAN the switch read back after the move (None: nothing was read)."""
+
+    done: int
+    messages: tuple[str, ...] = ()
+    failure: StepFailure | None = None
+    vlan: int | None = None
 
 
 class StepExecutor(Protocol):
-    """Runs one step against real equipment; raises TransientStepError or PermanentStepError."""
+    """Runs units against real equipment; never raises for a unit's own failure (it is in its result)."""
 
-    def execute(self, step: Step) -> str:
-        """Do it and verify it; return a one-line description of what was read back."""
+    def run(self, units: Sequence[Unit]) -> list[UnitResult]:
+        """Apply every unit (the executor batches per switch and runs NAS requests concurrently) and verify it;
+        one result per unit, in order."""
 
     def release(self) -> None:
-        """Close whatever connections the executor keeps open between steps."""
+        """Close whatever connections the executor keeps open (for the calling thread)."""
+
+
+def first_unit(steps: Sequence[Step], start: int, end: int) -> Unit:
+    """The unit starting at ``steps[start]``, within the path ending before ``end``: a set-VLAN takes the bounce
+    of the same port that follows it along."""
+    step = steps[start]
+    if (step.kind is StepKind.SET_VLAN and start + 1 < end and steps[start + 1].kind is StepKind.BOUNCE
+            and (steps[start + 1].target, steps[start + 1].port) == (step.target, step.port)):
+        return Unit((step, steps[start + 1]))
+    return Unit((step,))
 
 
 def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:

@@ -6,6 +6,7 @@ instead of opening its own store or loading anchors itself, so they all use the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,9 @@ if TYPE_CHECKING:  # the services pull in what only some commands need
     from trustport.services.enforcement import Enforcement
     from trustport.services.lifecycle import LifecycleService
     from trustport.services.trust import TrustMaterial
+    from trustport.store.queue import Job
     from trustport.worker.executor import DriverExecutor
+    from trustport.worker.loop import Worker
 
 
 def load_trust(settings: HookSettings) -> TrustMaterial:
@@ -112,6 +115,19 @@ class App:
         _ = self.enforcement  # raises PlanningError for a config without an 'enforcement:' section
         assert self.config.enforcement is not None
         return DriverExecutor.from_file(self.config.path(self.config.enforcement.inventory))
+
+    def worker(self, *, concurrency: int | None = None, worker_id: str | None = None,
+               on_event: Callable[[Job, str], None] | None = None) -> Worker:
+        """The enforcement worker over this registry and inventory; it corrects sessions from its read-backs."""
+        import dataclasses
+
+        from trustport.worker.loop import Worker
+
+        settings = self.enforcement.worker_settings
+        if concurrency is not None:
+            settings = dataclasses.replace(settings, concurrency=concurrency)
+        return Worker(self.enforcement.queue, self.executor, settings, worker_id=worker_id, on_event=on_event,
+                      sessions=self.enforcement.sessions)
 
     def close(self) -> None:
         if "store" in self.__dict__:

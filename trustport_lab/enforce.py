@@ -1,6 +1,8 @@
 """The lab's continuous-authorization story: a connected device is quarantined by an operator and another by a
 failing attestation; the worker moves the fake switch port (CoA is NAKed by the fake NAS, so it falls back to
-the CLI), reads it back, and the device re-authenticates into quarantine.
+the CLI), reads it back, and the device re-authenticates into quarantine. Then the NAS goes silent (it answers
+no CoA at all) and a third device is quarantined: the NAS's silence sends the job to the switch fallback at once,
+and the port is moved all the same.
 
 The fake switch (SSH, Cisco IOS CLI) and fake NAS are the simulators in ``trustport_lab.fakes``.
 """
@@ -8,6 +10,7 @@ The fake switch (SSH, Cisco IOS CLI) and fake NAS are the simulators in ``trustp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -104,7 +107,8 @@ def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> lis
     config = lab.config
     enforcement = Enforcement(config, lab.store)
     executor = DriverExecutor.from_file(config.path(config.enforcement.inventory))
-    worker = Worker(enforcement.queue, executor, enforcement.worker_settings, worker_id="lab-worker",
+    settings = dataclasses.replace(enforcement.worker_settings, concurrency=1)  # one switch: output in order
+    worker = Worker(enforcement.queue, executor, settings, worker_id="lab-worker", sessions=enforcement.sessions,
                     on_event=lambda job, message: echo(f"    job #{job.id}: {safe_text(message)}"))
     rows = []
 
@@ -124,14 +128,15 @@ def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> lis
 
     echo("  operator: trustport devices quarantine SN-1001 --reason 'unexpected traffic'")
     service = LifecycleService(config, lab.store)
-    device = next(d for d in lab.store.list_devices() if d.key.serial_number == "SN-1001")
 
-    def operator() -> str:
-        result = service.act(device, "quarantine", actor="lab-operator", reason="unexpected traffic",
-                             now=datetime.now(UTC))
-        return f"{result.before.state.value} -> {result.after.state.value}"
+    def operator(serial: str, reason: str) -> Callable[[], str]:
+        def act() -> str:
+            device = next(d for d in lab.store.list_devices() if d.key.serial_number == serial)
+            result = service.act(device, "quarantine", actor="lab-operator", reason=reason, now=datetime.now(UTC))
+            return f"{result.before.state.value} -> {result.after.state.value}"
+        return act
 
-    move("operator quarantines SN-1001", "SN-1001", operator)
+    move("operator quarantines SN-1001", "SN-1001", operator("SN-1001", "unexpected traffic"))
 
     echo("  verifier: POST /v1/attestation-results (SN-1102 now contraindicated)")
 
@@ -141,6 +146,17 @@ def run_story(lab: Any, network: LabNetwork, echo: Callable[[str], None]) -> lis
         return f"attestation {body.get('status')}: {body.get('reevaluation')}"
 
     move("attestation of SN-1102 drops", "SN-1102", attestation)
+
+    echo("  the NAS stops answering CoA; operator: trustport devices quarantine SN-1104 --reason 'lateral movement'")
+    network.nas.silent = True
+    worker_log = logging.getLogger("trustport.worker")
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)  # its warning says what the job lines below say
+    try:
+        move("quarantine via a silent NAS", "SN-1104", operator("SN-1104", "lateral movement"))
+    finally:
+        network.nas.silent = False
+        worker_log.setLevel(level)
     return rows
 
 

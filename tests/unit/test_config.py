@@ -135,11 +135,17 @@ def test_database_password_is_hidden(pki: DevicePki, tmp_path: Path) -> None:
     ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1", "switch": "sw", "coa_mode": "yell"}]},
      "enforcement.nas.0.coa_mode", "reauth"),
     ({"inventory": "inv.yaml", "nas": []}, "enforcement.nas", "at least 1"),
+    # each entry's driver is consulted for what the planner will ask of it
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1", "coa": "sw", "coa_mode": "disconnect"}]},
+     "enforcement.nas.0.coa", "'sw' (driver cisco_ios) cannot disconnect"),
+    ({"inventory": "inv.yaml", "nas": [{"nas_ip": "10.0.0.1", "switch": "nas"}]},
+     "enforcement.nas.0.switch", "'nas' (driver coa) cannot set_vlan"),
 ])
 def test_enforcement_section_problems(pki: DevicePki, tmp_path: Path, enforcement: dict[str, object], where: str,
                                       message: str) -> None:
-    (tmp_path / "inv.yaml").write_text(yaml.safe_dump({"switches": {"sw": {
-        "driver": "cisco_ios", "address": "10.0.0.2", "options": {"username": "u", "password_env": "X"}}}}))
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump({"switches": {
+        "sw": {"driver": "cisco_ios", "address": "10.0.0.2", "options": {"username": "u", "password_env": "X"}},
+        "nas": {"driver": "coa", "address": "10.0.0.3", "options": {"secret_env": "Y"}}}}))
     data = good_config(pki)
     data["enforcement"] = enforcement
     _, problems = check_config(write(tmp_path, data))

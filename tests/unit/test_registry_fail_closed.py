@@ -621,3 +621,26 @@ def test_a_registry_lacking_another_column_is_still_corrupt(tmp_path: Path) -> N
     with SqlDeviceStore(f"sqlite:///{path}") as store:
         health = store.inspect()
     assert health.state is RegistryState.CORRUPT and "lacks column(s) user_name" in (health.problem or "")
+
+
+def test_db_init_adds_the_job_columns_and_the_index_an_older_registry_lacks(tmp_path: Path) -> None:
+    """Registries made before batched enforcement: no bounce/failure columns on jobs, no session index."""
+    path = tmp_path / "registry.sqlite"
+    new_registry(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX ix_jobs_session")
+    for column in ("bounce_in_progress", "failure", "failures"):
+        conn.execute(f"ALTER TABLE enforcement_jobs DROP COLUMN {column}")
+    conn.commit()
+    conn.close()
+    with SqlDeviceStore(f"sqlite:///{path}") as store:
+        assert store.inspect().state is RegistryState.OUTDATED
+    with SqlDeviceStore(f"sqlite:///{path}", create=True) as store:
+        done, health = store.initialise()
+    assert done.startswith("upgraded") and health.healthy
+    conn = sqlite3.connect(path)
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(enforcement_jobs)")}
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(enforcement_jobs)")}
+    conn.close()
+    assert "ix_jobs_session" in indexes
+    assert {"bounce_in_progress", "failure", "failures"} <= columns

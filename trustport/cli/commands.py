@@ -371,70 +371,56 @@ def _actor() -> str:
 
 
 def _transition(action: Action) -> None:
-    @devices_group.command(action.name, help=action.help + " DEVICES are ids or serial numbers.")
+    @devices_group.command(action.name, help=action.help + " DEVICES are ids or serial numbers. With --wait, waits "
+                           "for the enforcement jobs (a 'trustport worker' runs elsewhere) and exits 1 if any failed, "
+                           "the timeout passed, or a connected device stays in its VLAN.")
     @click.argument("devices", nargs=-1, required=True)
     @click.option("--segment", help="segment to place the device(s) in")
     @click.option("--reason", help="why (recorded in the audit log and the device notes)")
     @click.option("--actor", default=_actor, show_default="the invoking user", help="who (audit log)")
+    @click.option("--wait", is_flag=True, help="wait for each queued job and report what was read back or why it "
+                  "failed")
+    @click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+                  help="with --wait: seconds to wait for the jobs")
     @click.option("--json", "as_json", is_flag=True)
     @config_option
-    def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, as_json: bool,
-                config_file: Path) -> None:
+    def command(devices: tuple[str, ...], segment: str | None, reason: str | None, actor: str, wait: bool,
+                timeout: float, as_json: bool, config_file: Path) -> None:
+        import contextlib
+
+        from trustport.cli.enforce import report_actions
+        from trustport.services.enforcement import wait_for_jobs
         from trustport.services.lifecycle import resolve_devices
+        from trustport.store.queue import SqlJobQueue
 
         app = App(load_config(config_file, check_files=False))
         store = app.store
         results, errors = [], []
+        waited: dict[int, Any] = {}
         try:
             service = app.lifecycle
             service.check_segment(segment)  # before anything is looked up or written
             records = resolve_devices(store, devices)  # all of them first; each device once, in order named
-            with click.progressbar(records, label=f"{action.name} {len(records)} devices", file=sys.stderr,
-                                   show_pos=True) if len(records) > 1 and not as_json else _nullbar(records) as bar:
-                for record in bar:
-                    try:
-                        results.append(service.act(record, action.name, actor=actor, reason=reason,
-                                                   now=cli_base.now_utc(), segment=segment))
-                    except TrustportError as exc:
-                        errors.append(str(exc))
+            show = len(records) > 1 and not as_json
+            with (click.progressbar(length=len(records), label=f"{action.name} {len(records)} devices",
+                                    file=sys.stderr, show_pos=True) if show else contextlib.nullcontext()) as bar:
+                for outcome in service.act_many(records, action.name, actor=actor, reason=reason,
+                                                now=cli_base.now_utc(), segment=segment,
+                                                progress=bar.update if bar is not None else None):
+                    if isinstance(outcome, TrustportError):
+                        errors.append(str(outcome))
+                    else:
+                        results.append(outcome)
+            job_ids = list(dict.fromkeys(q.job.id for r in results for q in r.queued if q.job is not None))
+            if wait and job_ids:
+                if not as_json:
+                    cli_base.echo_safe(f"waiting up to {timeout:g} s for {len(job_ids)} job(s)...", err=True)
+                waited = wait_for_jobs(SqlJobQueue(store), job_ids, timeout)
         finally:
             store.close()
-        note = next((r.enforcement_note for r in results if r.enforcement_note), None)
-        if as_json:
-            cli_base.emit_json({"changed": [{"device": r.after, "from": r.before.state, "denied": r.denied,
-                                           "jobs": [q.job.id for q in r.queued if q.job is not None]}
-                                          for r in results], "errors": errors,
-                                "enforcement": note})
-        else:
-            for r in results:
-                cli_base.echo_safe(f"device #{r.after.id} {r.after.key.serial_number}: {r.before.state.value} -> "
-                                   f"{r.after.state.value}" + (f" (segment {r.after.segment})" if segment else "")
-                                   + (" — certificate added to the deny list" if r.denied else ""))
-                for q in r.queued:
-                    where = f"session {q.session.id} on {q.session.nas_ip or q.session.nas_identifier}"
-                    if q.job is None:
-                        cli_base.echo_safe(f"  {where}: nothing queued ({q.problem})")
-                    else:
-                        plan = ", ".join(f"{s.kind.value} {s.target}" for s in q.job.plan.steps)
-                        cli_base.echo_safe(f"  {where}: job #{q.job.id} queued -> VLAN {q.decision.vlan} via {plan}"
-                                           + ("" if q.created else " (already queued)"))
-            if note:
-                cli_base.echo_safe(f"note: {note}", err=True)
-            for error in errors:
-                cli_base.echo_safe(f"error: {error}", err=True)
-        if errors:
-            sys.exit(2)
-
-
-class _nullbar:
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-
-    def __enter__(self) -> list[Any]:
-        return self.items
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+        code = report_actions(results, errors, waited, wait=wait, timeout=timeout, segment=segment, as_json=as_json)
+        if code:
+            sys.exit(code)
 
 
 for _action in ACTIONS.values():
@@ -464,17 +450,18 @@ def lab_command(workdir: Path | None) -> None:
                    "get the expected outcome")
         sys.exit(1)
     click.echo(f"all {len(rows)} scenarios got the expected outcome"
-               + ("; both connected devices were moved to quarantine and re-authenticated into it" if story else ""))
+               + (f"; all {len(story)} connected devices were moved to quarantine and re-authenticated into it"
+                  if story else ""))
 
 
 def register(cli: click.Group) -> None:
     from trustport.cli.attest import api_group, attest_group
-    from trustport.cli.enforce import jobs_group, sessions_command, worker_command
+    from trustport.cli.enforce import jobs_group, sessions_group, worker_command
     from trustport.cli.mud import mud
     from trustport.cli.switch import coa, switch
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
-                    attest_group, api_group, worker_command, jobs_group, sessions_command, switch, coa, mud):
+                    attest_group, api_group, worker_command, jobs_group, sessions_group, switch, coa, mud):
         cli.add_command(command)
 
 

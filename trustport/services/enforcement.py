@@ -8,6 +8,8 @@ the session's NAS/site -- so what the worker pushes and what the device gets whe
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +19,7 @@ from trustport.services.authorize import PlacementService
 from trustport.settings.config import TrustportConfig
 from trustport.store.attestation import SqlAttestationStore
 from trustport.store.protocols import AttestationRepository, JobQueue, SessionRepository
-from trustport.store.queue import Job, SqlJobQueue
+from trustport.store.queue import FINISHED, Job, SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
 from trustport.worker.loop import WorkerSettings
@@ -25,13 +27,16 @@ from trustport.worker.loop import WorkerSettings
 
 @dataclass(frozen=True)
 class PlannedJob:
-    """One active session and what will be queued for it; ``plan`` None when nothing is (see ``problem``)."""
+    """One active session and what will be queued for it; ``plan`` None when nothing is (see ``problem``).
+    ``stays``: the device stays where it is because no enforcement path exists for its NAS (a warning, unlike a
+    session already verified in the target VLAN)."""
 
     session: SessionView
     decision: Decision
     plan: Plan | None = None
     lock_key: str | None = None
     problem: str | None = None
+    stays: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,15 @@ class Queued:
     job: Job | None  # None when planning failed (see ``problem``)
     created: bool = False
     problem: str | None = None
+    stays: bool = False
+
+
+def stays_message(device: DeviceRecord, session: SessionView, why: str) -> str:
+    """Says plainly that a connected device is not moved, where it is, and why."""
+    nas = session.nas_ip or session.nas_identifier or "?"
+    vlan = f"VLAN {session.vlan}" if session.vlan is not None else "its current VLAN"
+    return (f"device {device.key.serial_number} is connected on NAS {nas} port {session.nas_port or '?'} and stays "
+            f"in {vlan} until it re-authenticates: {why}")
 
 
 class Enforcement:
@@ -58,7 +72,9 @@ class Enforcement:
         self.bindings = tuple(NasBinding(n.nas_ip, n.nas_identifier, n.coa, n.switch, dict(n.ports), n.bounce,
                                          n.coa_mode) for n in enf.nas)
         self.max_attempts = enf.max_attempts
-        self.worker_settings = WorkerSettings(lease=timedelta(seconds=enf.lease_seconds),
+        # a lease the config does not set is short: the worker renews it while alive (settings' default is older)
+        lease = enf.lease_seconds
+        self.worker_settings = WorkerSettings(lease=timedelta(seconds=lease),
                                               backoff_base=timedelta(seconds=enf.backoff_seconds),
                                               backoff_cap=timedelta(seconds=enf.backoff_cap_seconds))
         self.placement = placement if placement is not None else PlacementService.from_settings(self.settings, store)
@@ -79,16 +95,24 @@ class Enforcement:
         rules = self.settings.rules
         park = rules.segments[rules.quarantine_segment]
         planned = []
-        for session in self.sessions.active_for_device(device.id):
+        active = self.sessions.active_for_device(device.id)
+        verified = [s.id for s in active if s.vlan_read_back_at is not None]
+        open_jobs = self.queue.sessions_with_open_jobs(verified) if verified else set()
+        for session in active:
             decision = self.target(device, session, now)
-            if session.vlan is not None and decision.vlan == session.vlan:
-                planned.append(PlannedJob(session, decision, problem=f"already in VLAN {decision.vlan}"))
+            # only a switch's read-back proves where the port is (RADIUS's VLAN may never have been applied), and
+            # only while no job that may still move it is waiting
+            if (session.vlan is not None and decision.vlan == session.vlan and session.vlan_read_back_at is not None
+                    and session.id not in open_jobs):
+                planned.append(PlannedJob(session, decision, problem=f"already in VLAN {decision.vlan} (read back "
+                                          f"from the switch at {session.vlan_read_back_at.isoformat()})"))
                 continue
             try:
                 plan = plan_for(session, decision, self.bindings, park_vlan=park)
                 binding = find_binding(self.bindings, session)
             except PlanningError as exc:
-                planned.append(PlannedJob(session, decision, problem=str(exc)))
+                planned.append(PlannedJob(session, decision, problem=stays_message(device, session, str(exc)),
+                                          stays=True))
                 continue
             planned.append(PlannedJob(session, decision, plan, binding.lock_key))
         return tuple(planned)
@@ -98,7 +122,7 @@ class Enforcement:
         out = []
         for item in self.plan(device, now):
             if item.plan is None or item.lock_key is None:
-                out.append(Queued(item.session, item.decision, None, problem=item.problem))
+                out.append(Queued(item.session, item.decision, None, problem=item.problem, stays=item.stays))
                 continue
             job, created = self.queue.enqueue(item.plan, lock_key=item.lock_key, reason=reason, now=now,
                                               device_id=device.id, session_id=item.session.id,
@@ -116,3 +140,19 @@ class Enforcement:
                 queued += self.device_changed(device, request.reason, now)
             results.mark_reevaluated(request.id, now)
         return queued
+
+
+def wait_for_jobs(queue: JobQueue, job_ids: Sequence[int], timeout: float, *, poll_seconds: float = 0.25,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> dict[int, Job]:
+    """Poll the queue (a worker runs elsewhere) until every job has finished -- done, failed or cancelled -- or
+    ``timeout`` seconds passed; each job as last seen (a job still queued or running: the timeout passed)."""
+    deadline = clock() + timeout
+    seen: dict[int, Job] = {}
+    while True:
+        waiting = [i for i in job_ids if i not in seen or seen[i].state not in FINISHED]
+        if waiting:
+            seen.update(queue.get_many(waiting))
+        if all(i in seen and seen[i].state in FINISHED for i in job_ids) or clock() >= deadline:
+            return seen
+        sleep(min(poll_seconds, max(0.0, deadline - clock())))

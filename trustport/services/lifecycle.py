@@ -13,25 +13,29 @@ One action on one device is one unit of work, in two phases:
    the action is prepared again. A crash or error anywhere in between rolls everything back.
 
 Without an ``enforcement:`` section the action still commits, with no job, and says that connected ports are
-not moved (the device gets its new placement when it next authenticates).
+not moved (the device gets its new placement when it next authenticates) -- naming every session that stays where
+it is, as it does for a session on a NAS no ``enforcement.nas`` entry covers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy.engine import Connection
 
 from policy.errors import DeviceNotFound, TrustportError
 from policy.lifecycle import ACTIONS, Action, TransitionRefused, apply_action
 from policy.model import DeviceRecord
 from trustport.services.devices import resolve_device
-from trustport.services.enforcement import Enforcement, PlannedJob, Queued
+from trustport.services.enforcement import Enforcement, PlannedJob, Queued, stays_message
 from trustport.settings.config import TrustportConfig
 from trustport.store.lifecycle import DeviceStanding, LifecycleEvent, SqlLifecycleStore
 from trustport.store.protocols import LifecycleRepository
 from trustport.store.queue import SqlJobQueue
+from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
 
 ENFORCEMENT_OFF = ("enforcement is not configured (no 'enforcement:' section): connected ports are not moved; "
@@ -53,6 +57,7 @@ class PreparedAction:
     event: LifecycleEvent
     job_reason: str
     jobs: tuple[PlannedJob, ...] | None  # None: enforcement is not configured
+    unenforced: tuple[str, ...] = ()  # enforcement not configured: each connected session that stays where it is
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,12 @@ class ActionResult:
     denied: bool
     queued: list[Queued]
     enforcement_note: str | None = None  # set when enforcement is not configured: ports are not moved
+    unenforced: tuple[str, ...] = ()  # enforcement not configured: each connected session that stays where it is
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every connected session of the device that is not moved, and why (said plainly)."""
+        return self.unenforced + tuple(q.problem for q in self.queued if q.stays and q.problem)
 
 
 def resolve_devices(store: SqlDeviceStore, refs: Sequence[str]) -> list[DeviceRecord]:
@@ -119,41 +130,95 @@ class LifecycleService:
         event = LifecycleEvent(device.id, now, actor, action, device.state.value, target.value, reason)
         job_reason = f"{action} by {actor}" + (f": {reason}" if reason else "")
         jobs = self.enforcement.plan(after, now) if self.enforcement is not None else None
-        return PreparedAction(device, after, spec, event, job_reason, jobs)
+        unenforced: tuple[str, ...] = ()
+        if jobs is None:
+            unenforced = tuple(stays_message(device, session, "no 'enforcement:' section in the config")
+                               for session in SqlSessionStore(self.store).active_for_device(device.id))
+        return PreparedAction(device, after, spec, event, job_reason, jobs, unenforced)
 
     def commit(self, prepared: PreparedAction) -> ActionResult:
         """Write the prepared action in one transaction; raises ``_Stale`` (nothing written) if the device or its
         sessions changed since it was prepared."""
+        with self.store.transaction(f"{prepared.event.action} of device #{prepared.before.id}") as conn:
+            SqlJobQueue.lock(conn)  # first statement: the write lock, so the re-read below stays true
+            if not self._fresh_in(conn, prepared):
+                raise _Stale(f"device #{prepared.before.id} or its sessions changed")
+            return self._write_in(conn, prepared)
+
+    @staticmethod
+    def _fresh_in(conn: Connection, prepared: PreparedAction) -> bool:
+        """The device and its sessions are still what the action was planned on."""
+        before = prepared.before
+        planned_on = DeviceStanding(before.state.value, before.segment, before.notes, before.cert_serial)
+        if SqlLifecycleStore.standing_for_update(conn, before.id) != planned_on:
+            return False
+        return prepared.jobs is None or (SqlLifecycleStore.active_session_ids_in(conn, before.id)
+                                         == [p.session.id for p in prepared.jobs])
+
+    def _write_in(self, conn: Connection, prepared: PreparedAction) -> ActionResult:
         before, after, event = prepared.before, prepared.after, prepared.event
         queued: list[Queued] = []
         denied = False
-        with self.store.transaction(f"{event.action} of device #{before.id}") as conn:
-            SqlJobQueue.lock(conn)  # first statement: the write lock, so the re-read below stays true
-            planned_on = DeviceStanding(before.state.value, before.segment, before.notes, before.cert_serial)
-            if SqlLifecycleStore.standing_for_update(conn, before.id) != planned_on:
-                raise _Stale(f"device #{before.id} changed")
-            if prepared.jobs is not None:
-                sessions = SqlLifecycleStore.active_session_ids_in(conn, before.id)
-                if sessions != [p.session.id for p in prepared.jobs]:
-                    raise _Stale(f"the sessions of device #{before.id} changed")
-            SqlLifecycleStore.set_state_in(conn, before.id, state=after.state, segment=after.segment,
-                                           notes=after.notes, now=event.time)
-            SqlLifecycleStore.record_in(conn, event)
-            if prepared.spec.deny_certificate:
-                assert before.cert_serial  # checked by prepare
-                denied = SqlLifecycleStore.deny_in(conn, before.key.issuer, before.cert_serial, device_id=before.id,
-                                                   time=event.time, actor=event.actor, reason=event.reason)
-            for p in prepared.jobs or ():
-                if p.plan is None or p.lock_key is None:
-                    queued.append(Queued(p.session, p.decision, None, problem=p.problem))
-                    continue
-                assert self.enforcement is not None
-                job, created = SqlJobQueue.enqueue_in(conn, p.plan, lock_key=p.lock_key, reason=prepared.job_reason,
-                                                      now=event.time, device_id=before.id,
-                                                      session_id=p.session.id,
-                                                      max_attempts=self.enforcement.max_attempts)
-                queued.append(Queued(p.session, p.decision, job, created))
-        return ActionResult(before, after, denied, queued, ENFORCEMENT_OFF if prepared.jobs is None else None)
+        SqlLifecycleStore.set_state_in(conn, before.id, state=after.state, segment=after.segment,
+                                       notes=after.notes, now=event.time)
+        SqlLifecycleStore.record_in(conn, event)
+        if prepared.spec.deny_certificate:
+            assert before.cert_serial  # checked by prepare
+            denied = SqlLifecycleStore.deny_in(conn, before.key.issuer, before.cert_serial, device_id=before.id,
+                                               time=event.time, actor=event.actor, reason=event.reason)
+        for p in prepared.jobs or ():
+            if p.plan is None or p.lock_key is None:
+                queued.append(Queued(p.session, p.decision, None, problem=p.problem, stays=p.stays))
+                continue
+            assert self.enforcement is not None
+            job, created = SqlJobQueue.enqueue_in(conn, p.plan, lock_key=p.lock_key, reason=prepared.job_reason,
+                                                  now=event.time, device_id=before.id, session_id=p.session.id,
+                                                  max_attempts=self.enforcement.max_attempts)
+            queued.append(Queued(p.session, p.decision, job, created))
+        return ActionResult(before, after, denied, queued, ENFORCEMENT_OFF if prepared.jobs is None else None,
+                            prepared.unenforced)
+
+    def act_many(self, devices: Sequence[DeviceRecord], action: str, *, actor: str, reason: str | None,
+                 now: datetime, segment: str | None = None, chunk: int = 100,
+                 progress: Callable[[int], object] | None = None) -> list[ActionResult | TrustportError]:
+        """``act`` on many devices, per device the result or the error that refused it, in order. Each device's
+        action is still all-or-nothing; up to ``chunk`` of them are written in one transaction (a bulk quarantine
+        of a campus is one command). A device that changed since it was planned, or a chunk whose transaction
+        failed, is done again device by device with ``act``."""
+        out: list[ActionResult | TrustportError] = []
+        for start in range(0, len(devices), max(1, chunk)):
+            part = devices[start:start + max(1, chunk)]
+            prepared: list[PreparedAction | TrustportError] = []
+            for device in part:
+                try:
+                    prepared.append(self.prepare(device, action, actor=actor, reason=reason, now=now,
+                                                 segment=segment))
+                except TrustportError as exc:
+                    prepared.append(exc)
+            written: dict[int, ActionResult] = {}
+            ready = [p for p in prepared if isinstance(p, PreparedAction)]
+            if ready:
+                try:
+                    with self.store.transaction(f"{action} of {len(ready)} devices") as conn:
+                        SqlJobQueue.lock(conn)
+                        for p in ready:  # checked one after the other: a device named twice is written once
+                            if p.before.id not in written and self._fresh_in(conn, p):
+                                written[p.before.id] = self._write_in(conn, p)
+                except TrustportError:
+                    written = {}  # nothing of this chunk was written: each device on its own below says why
+            for device, item in zip(part, prepared, strict=True):
+                if isinstance(item, TrustportError):
+                    out.append(item)
+                elif device.id in written:
+                    out.append(written[device.id])
+                else:
+                    try:
+                        out.append(self.act(device, action, actor=actor, reason=reason, now=now, segment=segment))
+                    except TrustportError as exc:
+                        out.append(exc)
+            if progress is not None:
+                progress(len(part))
+        return out
 
     def act(self, device: DeviceRecord, action: str, *, actor: str, reason: str | None, now: datetime,
             segment: str | None = None) -> ActionResult:

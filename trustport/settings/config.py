@@ -191,7 +191,7 @@ class EnforcementSettings(SettingsModel):
     max_attempts: int = Field(default=8, ge=1, le=100)
     backoff_seconds: float = Field(default=2.0, gt=0, le=3600)
     backoff_cap_seconds: float = Field(default=300.0, gt=0, le=86400)
-    lease_seconds: float = Field(default=60.0, gt=1, le=3600)
+    lease_seconds: float = Field(default=15.0, gt=1, le=3600)  # renewed by a heartbeat while a job runs
 
 
 class TrustportConfig(SettingsModel):
@@ -360,7 +360,7 @@ def _read_pem(path: Path, what: str) -> bytes:
 
 
 def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem]:
-    from switch_drivers import DriverError
+    from switch_drivers import DriverError, default_registry
     from switch_drivers.inventory import load_inventory
 
     assert config.enforcement is not None
@@ -371,11 +371,34 @@ def _inventory_problems(config: TrustportConfig, file: Path) -> Iterator[Problem
     except (DriverError, OSError) as exc:
         yield Problem(f"{file}: enforcement.inventory", f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}")
         return
+    registry = default_registry()
     for i, nas in enumerate(config.enforcement.nas):
         for role in ("coa", "switch"):
             name = getattr(nas, role)
-            if name is not None and name not in inventory.switches:
+            if name is None:
+                continue
+            if name not in inventory.switches:
                 yield Problem(f"{file}: enforcement.nas.{i}.{role}", f"{name!r} is not in the inventory {path}")
+                continue
+            driver = inventory.switches[name].driver
+            if driver not in registry:
+                yield Problem(f"{file}: enforcement.nas.{i}.{role}", f"{name!r} uses unknown driver {driver!r}")
+                continue
+            needed = _needed_capabilities(role, nas)
+            missing = [c.name or str(c) for c in needed if c not in registry[driver].capabilities]
+            if missing:
+                yield Problem(f"{file}: enforcement.nas.{i}.{role}",
+                              f"{name!r} (driver {driver}) cannot {', '.join(m.lower() for m in missing)}, which "
+                              f"this entry needs; pick another driver or change the entry")
+
+
+def _needed_capabilities(role: str, nas: NasSettings) -> list[Any]:
+    """What a NAS entry asks of the driver behind it (the planner's steps)."""
+    from switch_drivers import Capability
+
+    if role == "coa":
+        return [Capability.DISCONNECT if nas.coa_mode == "disconnect" else Capability.REAUTHENTICATE]
+    return [Capability.SET_VLAN, *([Capability.BOUNCE_PORT] if nas.bounce else [])]
 
 
 def _server_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:

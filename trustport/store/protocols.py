@@ -9,7 +9,7 @@ themselves (``trustport.services.lifecycle``), never through a repository instan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,7 +19,7 @@ from policy.model import NetworkContext
 from policy.store import DeviceStore
 from trustport.store.attestation import Reevaluation
 from trustport.store.lifecycle import LifecycleEvent
-from trustport.store.queue import Job
+from trustport.store.queue import Job, JobChange, JobStats
 
 
 class LifecycleRepository(Protocol):
@@ -45,28 +45,42 @@ class JobQueue(Protocol):
 
     def enqueue(self, plan: Plan, *, lock_key: str, reason: str, now: datetime, device_id: int | None = None,
                 session_id: int | None = None, max_attempts: int = 8) -> tuple[Job, bool]:
-        """Queue a job, or return the identical one still waiting (idempotent): (job, created)."""
+        """Queue a job, or return the identical one still waiting (idempotent): (job, created). A new job
+        supersedes the session's older queued or failed ones (cancelled)."""
 
-    def claim(self, worker: str, now: datetime, lease: timedelta, prefer: str | None = None) -> Job | None:
-        """Lease the oldest runnable job whose switch is free to ``worker``; None if there is none."""
+    def claim_batch(self, worker: str, now: datetime, lease: timedelta, limit: int,
+                    prefer: str | None = None) -> list[Job]:
+        """Lease up to ``limit`` runnable jobs of one free switch to ``worker``, oldest first; empty if none."""
 
-    def step_done(self, job: Job, now: datetime, lease: timedelta, message: str) -> Job:
-        """Record the resume point and renew the lease."""
+    def apply(self, changes: Sequence[JobChange], now: datetime) -> list[Job | None]:
+        """Write many jobs' changes in one transaction; None for a job that is no longer this worker's."""
 
-    def use_fallback(self, job: Job, now: datetime, message: str) -> Job:
-        """Switch to the fallback steps after a permanent failure of the primary path."""
+    def renew(self, worker: str, job_ids: Sequence[int], now: datetime, lease: timedelta) -> int:
+        """Extend the leases ``worker`` still holds (its heartbeat); how many it holds."""
 
-    def finish(self, job: Job, now: datetime, message: str) -> Job:
-        """Mark the job done."""
+    def reclaim(self, is_dead: Callable[[str], bool], now: datetime, by: str) -> list[int]:
+        """Expire at once the leases of running jobs whose worker is gone; their ids."""
 
-    def retry_or_fail(self, job: Job, now: datetime, message: str, retry_at: datetime | None) -> Job:
-        """Back to the queue at ``retry_at``, or failed for good when attempts are used up."""
+    def retry(self, job_id: int, now: datetime, actor: str) -> Job:
+        """A failed or cancelled job back to the queue (audited); raises ``JobStateError`` otherwise."""
+
+    def cancel(self, job_id: int, now: datetime, actor: str, force: bool = False) -> Job:
+        """A queued or failed job (a running one with ``force``) -> cancelled (audited)."""
 
     def get(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
 
+    def get_many(self, job_ids: Sequence[int]) -> dict[int, Job]:
+        """The jobs with these ids that exist, by id."""
+
+    def sessions_with_open_jobs(self, session_ids: Sequence[int]) -> set[int]:
+        """Those of these sessions with a job queued or running."""
+
     def counts(self) -> dict[str, int]:
         """Number of jobs per state."""
+
+    def stats(self) -> JobStats:
+        """Jobs per state and the total of failures (the metric)."""
 
     def list(self, state: str | None = None, limit: int = 100) -> Sequence[Job]:  # last: shadows ``list``
         """Newest first, optionally of one state."""
@@ -91,6 +105,15 @@ class SessionRepository(Protocol):
 
     def get(self, session_id: int) -> SessionView | None:
         """The session with this id, active or not, or None."""
+
+    def add_manual(self, device_id: int, context: NetworkContext, vlan: int | None, now: datetime) -> SessionView:
+        """Record by hand where a device is connected (NASes without accounting)."""
+
+    def clear(self, device_id: int, now: datetime, session_id: int | None = None) -> int:
+        """End the device's active sessions (or one of them); how many."""
+
+    def record_read_back(self, vlans: Mapping[int, int], now: datetime) -> None:
+        """Set sessions' VLANs to what a switch read back after a verified move (session id -> VLAN)."""
 
 
 class AttestationRepository(Protocol):

@@ -200,6 +200,10 @@ sessions = sa.Table(
     sa.Column("started_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("stopped_at", UtcDateTime),
+    # added later (trustport.store.sql._ADDED_COLUMNS): when a switch read ``vlan`` back after a move (NULL: only
+    # RADIUS said so, which the switch may not have applied), and who recorded the session (NULL/radius, manual)
+    sa.Column("vlan_read_back_at", UtcDateTime, nullable=True),
+    sa.Column("source", sa.String(16), nullable=True),
     sa.Index("ix_sessions_mac_nas", "calling_station_id", "nas_ip", "nas_identifier"),
     sa.Index("ix_sessions_device_active", "device_id", "active"),
 )
@@ -215,7 +219,7 @@ enforcement_jobs = sa.Table(
     sa.Column("plan", sa.Text, nullable=False),  # JSON: the steps, in order (see policy.enforcement)
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("dedupe_key", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed
+    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed | cancelled
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("not_before", UtcDateTime, nullable=False),
@@ -225,9 +229,14 @@ enforcement_jobs = sa.Table(
     sa.Column("log", sa.Text, nullable=False),  # JSON list of {time, step, message}
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # added later (trustport.store.sql._ADDED_COLUMNS):
+    sa.Column("bounce_in_progress", sa.Text, nullable=True),  # JSON {target, port}: written before the port is shut
+    sa.Column("failure", sa.Text, nullable=True),  # why the job failed for good (every path), for 'jobs show'
+    sa.Column("failures", sa.Integer, nullable=True),  # times it ended failed (never reset: the failure metric)
     sa.Index("ix_jobs_state_not_before", "state", "not_before"),
     sa.Index("ix_jobs_lock", "lock_key", "state"),
     sa.Index("ix_jobs_dedupe", "dedupe_key", "state"),
+    sa.Index("ix_jobs_session", "session_id", "state"),  # a session's open jobs (planning, superseding)
 )
 
 # The certificate each device last authenticated with, once verified (written with the decision log entry of an

@@ -1,8 +1,10 @@
-"""Where each device is connected right now, from RADIUS post-auth and accounting."""
+"""Where each device is connected right now, from RADIUS post-auth and accounting, from an operator for NASes that
+send no accounting (``trustport sessions add``), and corrected by the enforcement worker's read-backs: the VLAN a
+session records is what RADIUS assigned until a switch read it back (``vlan_read_back_at``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,9 +19,12 @@ from trustport.store.sql import SqlDeviceStore
 ACCT_KINDS = frozenset({"Start", "Interim-Update", "Stop", "Accounting-On", "Accounting-Off"})
 
 
+MANUAL = "manual"
+
+
 def _view(row: Row[Any]) -> SessionView:
     return SessionView(row.id, row.device_id, row.nas_ip, row.nas_identifier, row.nas_port, row.calling_station_id,
-                       row.acct_session_id, row.vlan)
+                       row.acct_session_id, row.vlan, row.vlan_read_back_at, row.source or "radius")
 
 
 def normalise_mac(value: str) -> str:
@@ -59,6 +64,8 @@ class SqlSessionStore:
                 conn.execute(sessions.insert().values(calling_station_id=mac, active=True, started_at=now,
                                                       **values))
             else:
+                if row.vlan != vlan:  # RADIUS assigned another VLAN: no switch has read this one back yet
+                    values["vlan_read_back_at"] = None
                 conn.execute(sessions.update().where(sessions.c.id == row.id).values(**values))
             found = self._active(conn, context, mac)
         return _view(found) if found is not None else None
@@ -109,3 +116,39 @@ class SqlSessionStore:
         with self.store.transaction("reading a session") as conn:
             row = conn.execute(sa.select(sessions).where(sessions.c.id == session_id)).first()
         return _view(row) if row is not None else None
+
+    def add_manual(self, device_id: int, context: NetworkContext, vlan: int | None, now: datetime) -> SessionView:
+        """Record by hand where a device is connected (a NAS that sends no accounting); replaces an active session
+        of the same MAC on the same NAS."""
+        if not context.calling_station_id:
+            raise ValueError("a session needs the device's MAC address (Calling-Station-Id)")
+        mac = normalise_mac(context.calling_station_id)
+        with self.store.transaction("recording a session by hand") as conn:
+            conn.execute(sessions.update().where(self._same_place(context, mac))
+                         .values(active=False, stopped_at=now, updated_at=now))
+            new_id = conn.execute(sessions.insert().values(
+                device_id=device_id, nas_ip=context.nas_ip, nas_identifier=context.nas_identifier,
+                nas_port=context.nas_port, calling_station_id=mac, vlan=vlan, active=True, started_at=now,
+                updated_at=now, source=MANUAL).returning(sessions.c.id)).scalar_one()
+            row = conn.execute(sa.select(sessions).where(sessions.c.id == new_id)).one()
+        return _view(row)
+
+    def clear(self, device_id: int, now: datetime, session_id: int | None = None) -> int:
+        """End the device's active sessions (or the one with ``session_id``); how many were ended."""
+        where = [sessions.c.device_id == device_id, sessions.c.active.is_(True)]
+        if session_id is not None:
+            where.append(sessions.c.id == session_id)
+        with self.store.transaction("clearing sessions") as conn:
+            result = conn.execute(sessions.update().where(*where).values(active=False, stopped_at=now,
+                                                                         updated_at=now))
+        return int(result.rowcount)
+
+    def record_read_back(self, vlans: Mapping[int, int], now: datetime) -> None:
+        """Sessions whose switch port was read back after a verified move (session id -> VLAN read), in one
+        transaction: the session now says what the switch said."""
+        if not vlans:
+            return
+        with self.store.transaction("recording read-back VLANs") as conn:
+            conn.execute(sessions.update().where(sessions.c.id == sa.bindparam("b_id"))
+                         .values(vlan=sa.bindparam("b_vlan"), vlan_read_back_at=now, updated_at=now),
+                         [{"b_id": sid, "b_vlan": vlan} for sid, vlan in vlans.items()])

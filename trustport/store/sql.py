@@ -74,7 +74,11 @@ _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})
 _ADDED_TABLES: Final = frozenset({"attestation_seen", "device_certificates", "radius_servers"})
 # Nullable columns added to existing tables later: a registry that lacks only these is outdated too, and
 # 'trustport db init' adds them (ALTER TABLE ... ADD COLUMN). Every new column of an existing table goes here.
-_ADDED_COLUMNS: Final[Mapping[str, frozenset[str]]] = {"decision_log": frozenset({"policy_revision"})}
+_ADDED_COLUMNS: Final[Mapping[str, frozenset[str]]] = {
+    "decision_log": frozenset({"policy_revision"}),
+    "enforcement_jobs": frozenset({"bounce_in_progress", "failure", "failures"}),
+    "sessions": frozenset({"vlan_read_back_at", "source"}),
+}
 _SCHEMA_LOCK_KEY: Final = 0x7472_7573_7470  # PostgreSQL advisory lock id for schema creation ("trustp")
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_ALIASES: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
@@ -959,6 +963,18 @@ def _add_columns(conn: Connection) -> None:
             kind = table.c[column].type.compile(dialect=conn.dialect)
             preparer = conn.dialect.identifier_preparer
             conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(name)} ADD COLUMN {preparer.quote(column)} {kind}")
+    _add_indexes(conn)
+
+
+def _add_indexes(conn: Connection) -> None:
+    """CREATE INDEX for indexes a newer trustport declares on tables an older one made (create_all skips tables
+    that exist, indexes included)."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if index.name not in present:
+                index.create(conn)
 
 
 def _sqlite_header_problem(head: bytes, size: int, ours: bool) -> tuple[RegistryState, str] | None:
