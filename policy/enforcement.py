@@ -73,6 +73,10 @@ class NasBinding:
     ports: Mapping[str, str] = field(default_factory=dict)  # NAS-Port / NAS-Port-Id -> switch interface name
     bounce: bool = True
     coa_mode: str = "reauth"  # "reauth" (CoA-Request) or "disconnect" (NASes without CoA, e.g. hostapd)
+    # what the drivers behind ``coa``/``switch`` can do (capability names: set_vlan, bounce_port, reauthenticate,
+    # disconnect); None: not known here, the steps are planned as configured and the driver says Unsupported
+    coa_can: frozenset[str] | None = None
+    switch_can: frozenset[str] | None = None
 
     def matches(self, nas_ip: str | None, nas_identifier: str | None) -> bool:
         if self.nas_identifier is not None and nas_identifier == self.nas_identifier:
@@ -132,22 +136,32 @@ def plan_for(session: SessionView, decision: Decision, bindings: Sequence[NasBin
         port = binding.ports.get(session.nas_port or "", session.nas_port) if session.nas_port else None
         if port is None:
             raise PlanningError(f"session {session.id} has no NAS port; cannot find the switch interface")
+        if not _can(binding.switch_can, "set_vlan"):
+            raise PlanningError(f"switch {binding.switch}'s driver cannot set a port's VLAN; give this NAS a switch "
+                                "entry whose driver can (see 'trustport switch check')")
         vlan = decision.vlan if decision.outcome is not Outcome.REJECT else park_vlan
         if vlan is not None:
             switch_steps = (Step(StepKind.SET_VLAN, binding.switch, port, vlan),)
-        if binding.bounce:
+        if binding.bounce and _can(binding.switch_can, "bounce_port"):
             switch_steps += (Step(StepKind.BOUNCE, binding.switch, port),)
     coa_steps: tuple[Step, ...] = ()
     if binding.coa is not None:
         disconnect = decision.outcome is Outcome.REJECT or binding.coa_mode == "disconnect"
+        if disconnect and not _can(binding.coa_can, "disconnect") and decision.outcome is Outcome.REJECT:
+            disconnect = False  # a re-authentication that is rejected ends the session too
         kind = StepKind.COA_DISCONNECT if disconnect else StepKind.COA_REAUTH
-        coa_steps = (Step(kind, binding.coa, session_selector(session)),)
+        if _can(binding.coa_can, "disconnect" if disconnect else "reauthenticate"):
+            coa_steps = (Step(kind, binding.coa, session_selector(session)),)
     if coa_steps:
         return Plan(coa_steps, switch_steps)
     if switch_steps:
         return Plan(switch_steps)
     raise PlanningError(f"enforcement.nas entry for {binding.nas_ip or binding.nas_identifier} names neither "
-                        "a CoA NAS nor a switch")
+                        "a CoA NAS nor a switch whose driver can do this")
+
+
+def _can(capabilities: frozenset[str] | None, what: str) -> bool:
+    return capabilities is None or what in capabilities
 
 
 class FailureKind(StrEnum):

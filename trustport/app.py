@@ -98,7 +98,23 @@ class App:
     def enforcement(self) -> Enforcement:
         from trustport.services.enforcement import Enforcement
 
-        return Enforcement(self.config, self.store, placement=self.placement)
+        return Enforcement(self.config, self.store, placement=self.placement, capabilities=self.capabilities)
+
+    @cached_property
+    def capabilities(self) -> dict[str, frozenset[str]]:
+        """Inventory name -> what its driver can do (from the driver registry), for the enforcement planner."""
+        from switch_drivers import DriverError, default_registry
+        from switch_drivers.inventory import load_inventory
+
+        if self.config.enforcement is None:
+            return {}
+        try:
+            inventory = load_inventory(self.config.path(self.config.enforcement.inventory))
+        except DriverError:  # 'config check' and the worker report a broken inventory; plan as configured
+            return {}
+        registry = default_registry()
+        return {name: frozenset((flag.name or "").lower() for flag in registry[entry.driver].capabilities)
+                for name, entry in inventory.switches.items() if entry.driver in registry}
 
     @cached_property
     def lifecycle(self) -> LifecycleService:

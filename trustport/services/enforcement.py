@@ -9,7 +9,7 @@ the session's NAS/site -- so what the worker pushes and what the device gets whe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,8 +59,11 @@ def stays_message(device: DeviceRecord, session: SessionView, why: str) -> str:
 
 class Enforcement:
     def __init__(self, config: TrustportConfig, store: SqlDeviceStore,
-                 placement: PlacementService | None = None) -> None:
-        """``placement``: the composition root's (the authorizer's); built from the config when not given."""
+                 placement: PlacementService | None = None,
+                 capabilities: Mapping[str, frozenset[str]] | None = None) -> None:
+        """``placement``: the composition root's (the authorizer's); built from the config when not given.
+        ``capabilities``: inventory name -> what its driver can do, so the planner plans only steps the driver
+        can run (the composition root reads them from the driver registry)."""
         if config.enforcement is None:
             raise PlanningError("enforcement is not configured: add an 'enforcement:' section (inventory, nas)")
         self.config = config
@@ -69,8 +72,10 @@ class Enforcement:
         self.sessions: SessionRepository = SqlSessionStore(store)
         self.queue: JobQueue = SqlJobQueue(store)
         enf = config.enforcement
+        can = capabilities or {}
         self.bindings = tuple(NasBinding(n.nas_ip, n.nas_identifier, n.coa, n.switch, dict(n.ports), n.bounce,
-                                         n.coa_mode) for n in enf.nas)
+                                         n.coa_mode, coa_can=can.get(n.coa) if n.coa else None,
+                                         switch_can=can.get(n.switch) if n.switch else None) for n in enf.nas)
         self.max_attempts = enf.max_attempts
         # a lease the config does not set is short: the worker renews it while alive (settings' default is older)
         lease = enf.lease_seconds
