@@ -12,7 +12,7 @@ PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo pytho
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3 python3-venv openssl freeradius freeradius-python3 freeradius-utils eapoltest \
+APT_PACKAGES := python3 python3-venv openssl curl freeradius freeradius-python3 freeradius-utils eapoltest \
                 postgresql snmpd snmp hostapd wpasupplicant iproute2
 PYTEST_ARGS ?=
 EXTRAS := dev,lab,postgres

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from policy.model import CertificateFacts, CertificateVerdict, CertKind, Check, DeviceRecord
+from policy.model import CertificateFacts, CertificateVerdict, CertKind, Check, DeviceRecord, KeyInfo
 
 CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2"
 ANY_EKU_OID = "2.5.29.37.0"
@@ -147,7 +147,11 @@ def check_profile(facts: CertificateFacts) -> list[Check]:
 
 
 def check_key_strength(facts: CertificateFacts) -> Check:
-    key = facts.public_key
+    return check_public_key(facts.public_key)
+
+
+def check_public_key(key: KeyInfo | None) -> Check:
+    """The key policy of device certificates: what authentication accepts, and what the owner CA issues for."""
     if key is None:
         return Check("key-strength", None, DELEGATED)
     if key.algorithm == "rsa":

@@ -23,6 +23,10 @@ class IdentityError(CertificateError):
     """A certificate's names cannot be read as one unambiguous device identity (see policy.dn)."""
 
 
+class IssuanceError(CertificateError):
+    """A certificate request was refused, or the owner CA cannot issue (bad CSR, weak key, CA key problems)."""
+
+
 class AttestationError(TrustportError):
     """An attestation result could not be verified."""
 

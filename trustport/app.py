@@ -18,6 +18,7 @@ from trustport.store.sql import SqlDeviceStore
 if TYPE_CHECKING:  # the services pull in what only some commands need
     from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer, PlacementService
+    from trustport.services.ca import OwnerCA
     from trustport.services.enforcement import Enforcement
     from trustport.services.lifecycle import LifecycleService
     from trustport.services.trust import TrustMaterial
@@ -115,6 +116,13 @@ class App:
         registry = default_registry()
         return {name: frozenset((flag.name or "").lower() for flag in registry[entry.driver].capabilities)
                 for name, entry in inventory.switches.items() if entry.driver in registry}
+
+    @cached_property
+    def owner_ca(self) -> OwnerCA:
+        """The owner (LDevID) CA of the ``ca:`` section; ConfigError/IssuanceError when it cannot issue."""
+        from trustport.services.ca import OwnerCA
+
+        return OwnerCA.load(self.config, self.store)
 
     @cached_property
     def lifecycle(self) -> LifecycleService:

@@ -28,7 +28,7 @@ from trustport.files import write_private
 from trustport_lab.fakes.coa_nas import CoaNas
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 
-PORT_COUNT = 8
+PORT_COUNT = 16  # one per scenario, and the onboarding story's new device
 SWITCH_ENV = {"TP_LAB_SWITCH_PASSWORD": "lab-switch-pass", "TP_LAB_ENABLE_SECRET": "lab-enable-secret",
               "TP_LAB_COA_SECRET": "lab-coa-secret-123"}
 
@@ -52,7 +52,7 @@ def lab_network(work: Path) -> Iterator[LabNetwork]:
     state = switch.states["cisco_ios"]
     state.password, state.secret = SWITCH_ENV["TP_LAB_SWITCH_PASSWORD"], SWITCH_ENV["TP_LAB_ENABLE_SECRET"]
     state.ports = {f"GigabitEthernet1/0/{i}": PortState(vlan=1) for i in range(1, PORT_COUNT + 1)}
-    state.vlans |= {30, 35, 40, 999}
+    state.vlans |= {30, 35, 40, 90, 999}
     nas = CoaNas(secret=SWITCH_ENV["TP_LAB_COA_SECRET"].encode(), sessions=set())  # knows no session: NAK
     switch.start()
     nas.start()

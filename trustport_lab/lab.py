@@ -1,7 +1,9 @@
 """``trustport lab``: the whole story so far on one machine, with real FreeRADIUS and real eapol_test clients.
 
 Builds a throw-away PKI, config and registry, renders and starts FreeRADIUS on a free loopback port, runs one
-802.1X EAP-TLS client per scenario, prints what each got and why, and stops everything it started.
+802.1X EAP-TLS client per scenario, prints what each got and why, tells the continuous-authorization story
+(``trustport_lab.enforce``) and the onboarding story (``trustport_lab.onboard``: EST with curl and openssl, the owner
+CA, re-authentication, revocation), and stops everything it started.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_e
 from trustport.settings.config import load_config
 from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations
-from trustport_lab.enforce import StoryRow, apply_radius_vlan, lab_network, run_story
+from trustport_lab.enforce import StoryRow, apply_radius_vlan, format_story, lab_network, run_story
 from trustport_lab.fake_verifier import new_signing_key, write_public_jwk
 from trustport_lab.forged import forge
+from trustport_lab.onboard import OnboardStory, format_onboarding, missing_tools, run_onboarding
 from trustport_lab.pki import NO_EXPIRY, Issued, crl_pem, issue_device, issue_server, make_ca, make_crl
 
-SEGMENTS = {"production": 30, "cameras": 40, "restricted": 35, "quarantine": 999}
+SEGMENTS = {"production": 30, "cameras": 40, "restricted": 35, "onboarding": 90, "quarantine": 999}
+SERVER_NAME = "radius.lab.example"  # the RADIUS (and EST) server certificate's name
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class LabRow:
         return self.got == self.scenario.expected
 
 
-def _got(result: EapolResult) -> str:
+def vlan_outcome(result: EapolResult) -> str:
+    """What an authentication got, as the lab's scenarios and stories state what they expect."""
     if result.code == "Access-Accept" and result.vlan is not None:
         return ("quarantine" if result.vlan == SEGMENTS["quarantine"] else "accept") + f" VLAN {result.vlan}"
     if result.code == "Access-Reject":
@@ -108,10 +113,12 @@ def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None 
         "ldevid": make_ca("trustport LDevID CA", "Example Site", now=now),
         "rogue": make_ca("Rogue CA", "Acme Devices", now=now),
         "server": make_ca("trustport RADIUS server CA", "Example Site", now=now),
+        # the owner CA trustport runs itself (the ca: section): EST issues LDevIDs with it, 'ca revoke' revokes
+        "owner": make_ca("trustport owner CA", "Example Site", now=now, path_length=0),
     }
     for name, ca in cas.items():
         ca.write(pki, f"{name}-ca")
-    issue_server(cas["server"], "radius.lab.example", now=now).write(pki, "server")
+    issue_server(cas["server"], SERVER_NAME, now=now).write(pki, "server")
     devices: dict[str, tuple[Path, Path]] = {}
     revoked: list[int] = []
     for scenario in SCENARIOS:
@@ -128,6 +135,7 @@ def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None 
     crl_dir = work / "crl"
     crl_dir.mkdir(exist_ok=True)
     (crl_dir / "ldevid.crl").write_bytes(crl_pem(make_crl(cas["ldevid"], revoked, now=now)))
+    (crl_dir / "owner.crl").write_bytes(crl_pem(make_crl(cas["owner"], [], now=now)))  # 'ca revoke' republishes it
     secret_file = work / "radius-secret"
     # urlsafe text can start with "-", which radclient and eapol_test read as an option: start with letters
     write_private(secret_file, ("tp" + secrets.token_urlsafe(24)).encode())
@@ -148,10 +156,15 @@ def build_lab(work: Path, now: datetime, extra_config: dict[str, object] | None 
         "trust_anchors": [
             {"name": "acme-idevid", "role": "idevid", "file": "pki/idevid-ca.pem"},
             {"name": "site-ldevid", "role": "ldevid", "file": "pki/ldevid-ca.pem"},
+            {"name": "owner-ldevid", "role": "ldevid", "file": "pki/owner-ca.pem"},
         ],
-        "revocation": {"crl_dir": "crl", "refresh_seconds": 5, "require_crl_for": ["ldevid"]},
+        "revocation": {"crl_dir": "crl", "refresh_seconds": 1, "require_crl_for": ["ldevid"]},
         "segments": SEGMENTS,
-        "policy": {"quarantine_segment": "quarantine", "default_segment": "production"},
+        "policy": {"quarantine_segment": "quarantine", "default_segment": "production",
+                   "onboarding_segment": "onboarding"},
+        "ca": {"name": "owner", "certificate": "pki/owner-ca.pem", "key": "pki/owner-ca.key"},
+        "enrollment": {"listen_address": "127.0.0.1", "port": free_port(socket.SOCK_STREAM),
+                       "retry_after_seconds": 60},
         "database": {"url": "sqlite:///registry.sqlite"},
         "attestation": {
             "verifier_keys": [{"name": "lab-verifier", "file": "verifier.jwk"}],
@@ -224,7 +237,23 @@ class Lab:
                          mac=self.macs[serial], nas_port=self.ports[serial])
 
 
-def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tuple[list[LabRow], list[StoryRow]]:
+def issue_lab_idevid(lab: Lab, serial: str) -> tuple[Path, Path]:
+    """A new device from the manufacturer: a genuine IDevID the registry has never seen."""
+    issued = issue_device(lab.cas["idevid"], cn=f"{serial.lower()}.devices.example", serial_number=serial,
+                          now=lab.now, mud_url="https://mud.acme.example/sensor.json", not_after=NO_EXPIRY)
+    lab.devices[serial] = issued.write(lab.work / "pki", serial)
+    return lab.devices[serial]
+
+
+@dataclass(frozen=True)
+class LabRun:
+    rows: list[LabRow]
+    story: list[StoryRow]
+    onboarding: OnboardStory | None  # None: a program it needs is missing (``missing``)
+    missing: list[str]
+
+
+def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> LabRun:
     with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp:
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -241,7 +270,22 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> tu
             echo("")
             echo(format_rows(rows))
             echo("\ncontinuous authorization: devices already on the network change standing")
-            return rows, run_story(lab, network, echo)
+            story = run_story(lab, network, echo)
+            echo("")
+            echo(format_story(story))
+            echo("\nonboarding: unknown IDevID -> EST enrolment -> LDevID -> production -> revoked")
+            missing = missing_tools()
+            if missing:
+                echo(f"  cannot run the onboarding story: {' and '.join(missing)} not found on PATH (install the "
+                     "Debian package(s) " + " ".join(missing) + ")")
+                return LabRun(rows, story, None, missing)
+            onboarding = run_onboarding(lab, network, echo)
+            echo("")
+            echo(format_onboarding(onboarding))
+            if onboarding.enrolment_ms is not None:
+                echo(f"enrolment latency (curl request with the CSR -> LDevID received): "
+                     f"{onboarding.enrolment_ms:.0f} ms")
+            return LabRun(rows, story, onboarding, [])
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
@@ -255,7 +299,7 @@ def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
     if scenario.claims is not None and device is not None:  # the victim's record, after the impostor tried
         own = format(lab.certificate(scenario.claims).serial_number, "x")
         state = f"{serial} {state}, " + ("bound to its own cert" if device.cert_serial == own else "BINDING CHANGED")
-    return LabRow(scenario, result, _got(result), state, reasons)
+    return LabRow(scenario, result, vlan_outcome(result), state, reasons)
 
 
 def format_rows(rows: list[LabRow]) -> str:

@@ -136,7 +136,7 @@ def test_rendered_config_is_safe(lab: Lab) -> None:
     assert "sha1" not in sigalgs and "sha224" not in sigalgs
     anchors = x509.load_pem_x509_certificates((raddb / "certs" / "trust-anchors.pem").read_bytes())
     assert {oneline_dn(c.subject) for c in anchors} == {
-        oneline_dn(lab.cas[name].cert.subject) for name in ("idevid", "ldevid")}
+        oneline_dn(lab.cas[name].cert.subject) for name in ("idevid", "ldevid", "owner")}
     clients = (raddb / "clients.conf").read_text()
     assert "require_message_authenticator = yes" in clients
     for secret_file in ("clients.conf", "hook.json", "mods-enabled/eap"):

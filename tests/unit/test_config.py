@@ -311,3 +311,14 @@ def test_policy_check_explain_and_unregistered(pki: DevicePki, tmp_path: Path) -
     body = json.loads(result.output)
     assert body["admit_unregistered"] == ["onboard-axis"] and body["table"][0]["site_vlans"] == {"branch": 190}
     assert body["policy_revision"] == load_config(path).policy_revision()
+
+
+def test_enrollment_section_is_part_of_the_config(pki: DevicePki, tmp_path: Path) -> None:
+    data = good_config(pki)
+    data["enrollment"] = {"port": 9443, "auto_approve": [{"name": "axis", "match": {"manufacturer": "Axis*"}}]}
+    config = load_config(write(tmp_path, data))
+    assert config.enrollment is not None and config.enrollment.port == 9443
+    data["enrollment"] = {"auto_approve": [{"name": "axis", "match": {"state": "operationl"}}]}
+    _, problems = check_config(write(tmp_path, data))
+    assert any("enrollment.auto_approve.0.match.state" in p.location and "'operationl' is not a known value"
+               in p.message for p in problems), problems

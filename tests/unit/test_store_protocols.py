@@ -19,8 +19,15 @@ from sqlalchemy.engine import Connection
 from policy.store import DeviceStore
 from trustport.store import protocols
 from trustport.store.attestation import SqlAttestationStore
+from trustport.store.issued import SqlIssuedStore
 from trustport.store.lifecycle import LifecycleEvent, SqlLifecycleStore
-from trustport.store.protocols import AttestationRepository, JobQueue, LifecycleRepository, SessionRepository
+from trustport.store.protocols import (
+    AttestationRepository,
+    IssuedCertificateRepository,
+    JobQueue,
+    LifecycleRepository,
+    SessionRepository,
+)
 from trustport.store.queue import SqlJobQueue
 from trustport.store.sessions import SqlSessionStore
 from trustport.store.sql import SqlDeviceStore
@@ -31,6 +38,7 @@ UNIT_OF_WORK_STATICS: dict[type, frozenset[str]] = {
     SqlJobQueue: frozenset({"enqueue_in", "lock"}),
     SqlSessionStore: frozenset(),
     SqlAttestationStore: frozenset(),
+    SqlIssuedStore: frozenset(),
 }
 
 REPOSITORIES: list[tuple[type, type]] = [
@@ -38,6 +46,7 @@ REPOSITORIES: list[tuple[type, type]] = [
     (JobQueue, SqlJobQueue),
     (SessionRepository, SqlSessionStore),
     (AttestationRepository, SqlAttestationStore),
+    (IssuedCertificateRepository, SqlIssuedStore),
 ]
 
 
@@ -106,8 +115,8 @@ def test_exempted_statics_are_unit_of_work_functions(impl: type, name: str) -> N
 
 
 def test_every_repository_interface_is_exported_in_one_place() -> None:
-    assert set(protocols.__all__) == {"AttestationRepository", "DeviceStore", "JobQueue", "LifecycleRepository",
-                                      "SessionRepository"}
+    assert set(protocols.__all__) == {"AttestationRepository", "DeviceStore", "IssuedCertificateRepository",
+                                      "JobQueue", "LifecycleRepository", "SessionRepository"}
     assert protocols.DeviceStore is DeviceStore
 
 

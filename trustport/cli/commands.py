@@ -35,16 +35,25 @@ def config_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def config_check(file: Path, as_json: bool) -> None:
     """Report every problem in FILE with its location (exit 1 if any)."""
+    from trustport.settings.config import ca_config_problems, config_warnings
+
     config, problems = check_config(file)
+    if config is not None and not problems:
+        problems = ca_config_problems(config)
+    warnings = config_warnings(config, cli_base.now_utc()) if config is not None and not problems else []
     if as_json:
         cli_base.emit_json({"file": str(file), "ok": not problems,
-                          "problems": [{"location": p.location, "message": p.message} for p in problems]})
+                          "problems": [{"location": p.location, "message": p.message} for p in problems],
+                          "warnings": [{"location": p.location, "message": p.message} for p in warnings]})
     elif problems:
         _print_problems(problems, f" in {file}")
     else:
         assert config is not None
+        for warning in warnings:
+            cli_base.echo_safe(warning)
         cli_base.echo_safe(f"{file}: OK ({len(config.trust_anchors)} trust anchor(s), "
-                           f"{len(config.segments)} segment(s), {len(config.radius.clients)} RADIUS client(s))")
+                           f"{len(config.segments)} segment(s), {len(config.radius.clients)} RADIUS client(s))"
+                           + (f", {len(warnings)} warning(s)" if warnings else ""))
     if problems:
         sys.exit(1)
 
@@ -432,19 +441,27 @@ for _action in ACTIONS.values():
 def lab_command(workdir: Path | None) -> None:
     """Run the demo lab: real FreeRADIUS + eapol_test, one client per scenario, and print what each got."""
     try:
-        from trustport_lab.enforce import format_story
         from trustport_lab.lab import run_lab
     except ModuleNotFoundError as exc:  # the lab's simulators need the lab extra (asyncssh, httpx)
         raise click.ClickException(f"trustport lab needs the lab extra ({exc.name} is not installed): "
                                    "pip install 'trustport[lab]'") from exc
 
-    rows, story = run_lab(workdir, echo=click.echo)
-    if story:
-        click.echo("")
-        click.echo(format_story(story))
+    run = run_lab(workdir, echo=click.echo)
+    rows, story, onboarding = run.rows, run.story, run.onboarding
     bad = [r for r in rows if not r.as_expected]
     bad_story = [s for s in story if s.after != 999 or "VLAN 999" not in s.reauth]
     click.echo("")
+    failed = False
+    if onboarding is None:
+        click.echo(f"onboarding: not run, {' and '.join(run.missing)} not found on PATH")
+        failed = True
+    elif not onboarding.ok:
+        wrong = sum(1 for r in onboarding.rows if not r.as_expected)
+        click.echo(f"onboarding: {wrong or 'a'} step(s) not as expected, {len(onboarding.rows)} of 6 run")
+        failed = True
+    else:
+        click.echo(f"onboarding: all {len(onboarding.rows)} steps as expected (unknown IDevID -> LDevID -> "
+                   "production -> revoked)")
     if bad or bad_story:
         click.echo(f"{len(bad)} of {len(rows)} scenarios and {len(bad_story)} of {len(story)} story steps did not "
                    "get the expected outcome")
@@ -452,16 +469,24 @@ def lab_command(workdir: Path | None) -> None:
     click.echo(f"all {len(rows)} scenarios got the expected outcome"
                + (f"; all {len(story)} connected devices were moved to quarantine and re-authenticated into it"
                   if story else ""))
+    if failed:
+        sys.exit(1)
 
 
 def register(cli: click.Group) -> None:
     from trustport.cli.attest import api_group, attest_group
+    from trustport.cli.ca import ca_group
     from trustport.cli.enforce import jobs_group, sessions_group, worker_command
     from trustport.cli.mud import mud
+    from trustport.cli.pki import pki_group
     from trustport.cli.switch import coa, switch
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
-                    attest_group, api_group, worker_command, jobs_group, sessions_group, switch, coa, mud):
+                    attest_group, api_group, worker_command, jobs_group, sessions_group, switch, coa, mud,
+                    ca_group, pki_group):
         cli.add_command(command)
+    from trustport.cli.est import est_group
+
+    cli.add_command(est_group)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from policy.errors import TrustportError
 from policy.model import NetworkContext
 from trustport.app import App
 from trustport.cli import base as cli_base
@@ -34,6 +35,7 @@ def _actor() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser() or "cli"
 
 
+CRL_CHECK_SECONDS = 60.0  # how often the worker checks whether the owner CA's CRL is due for renewal
 actor_option = click.option("--actor", default=_actor, show_default="the invoking user", help="who (job log)")
 
 
@@ -77,12 +79,27 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
     def should_stop() -> bool:
         return stopping["flag"] or (deadline is not None and time.monotonic() > deadline)
 
+    crl_checked = {"at": -1e9}
+
+    def housekeeping() -> None:
+        now = cli_base.now_utc()
+        enforcement.drain_reevaluations(now)
+        if config.ca is not None and time.monotonic() - crl_checked["at"] >= CRL_CHECK_SECONDS:
+            crl_checked["at"] = time.monotonic()
+            try:  # the owner CA's CRL is re-issued before it expires, so LDevIDs are never refused for a stale one
+                renewed = app.owner_ca.renew_crl_if_due(now)
+            except TrustportError as exc:
+                cli_base.echo_safe(f"owner CA: cannot renew the CRL: {exc}", err=True)
+            else:
+                if renewed is not None:
+                    cli_base.echo_safe(f"owner CA: CRL re-issued before it expired: {renewed}")
+
     try:
-        enforcement.drain_reevaluations(cli_base.now_utc())
+        housekeeping()
         if drain:
             worker.drain()
         else:
-            worker.run_forever(should_stop, before_each=lambda: enforcement.drain_reevaluations(cli_base.now_utc()))
+            worker.run_forever(should_stop, before_each=housekeeping)
         stats = enforcement.queue.stats()
     finally:
         store.close()

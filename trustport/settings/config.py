@@ -10,6 +10,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,8 @@ from policy.rules import RuleError
 from trustport.settings import safe_yaml
 from trustport.settings.attestation import AttestationConfig
 from trustport.settings.base import PolicyProblems, SettingsModel, unique
+from trustport.settings.ca import CaSettings
+from trustport.settings.enrollment import EnrollmentConfig
 from trustport.settings.hook import AnchorFile, HookSettings
 from trustport.settings.mud import MudConfig
 
@@ -209,6 +212,8 @@ class TrustportConfig(SettingsModel):
     api: ApiSettings | None = None
     enforcement: EnforcementSettings | None = None
     mud: MudConfig | None = None
+    ca: CaSettings | None = None
+    enrollment: EnrollmentConfig | None = None  # the EST server (trustport est serve)
     base_dir: Path = Path()
     config_file: Path | None = None  # set by the loader (the hook reloads the policy from it); not read from YAML
 
@@ -231,6 +236,16 @@ class TrustportConfig(SettingsModel):
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    def ca_crl_path(self) -> Path | None:
+        """Where the owner CA publishes its CRL: ``ca.crl_file``, else ``<revocation.crl_dir>/<ca.name>.crl``."""
+        if self.ca is None:
+            return None
+        if self.ca.crl_file is not None:
+            return self.path(self.ca.crl_file)
+        if self.revocation.crl_dir is None:
+            return None
+        return self.path(self.revocation.crl_dir) / f"{self.ca.name}.crl"
 
     def database_url(self) -> str:
         """The URL with relative SQLite paths made absolute and the password filled in (never print it)."""
@@ -585,6 +600,23 @@ def check_policy_file(file: Path) -> tuple[PolicyDocument | None, list[Problem]]
     return document, [Problem(_locate(file, p.path, lines), _message(p)) for p in found]
 
 
+def ca_config_problems(config: TrustportConfig) -> list[Problem]:
+    """Errors of the ``ca:`` section, for ``config check`` only: they read the CA key, which radiusd (whose hook
+    loads this config too) must not be able to read, so they are not part of ``check_config``."""
+    from trustport.settings.ca import ca_problems
+
+    file = config.config_file or Path("config")
+    return [Problem(f"{file}: {'.'.join(loc)}", message) for loc, message in ca_problems(config)]
+
+
+def config_warnings(config: TrustportConfig, now: datetime) -> list[Problem]:
+    """What ``config check`` reports without failing (exit 0): expired or soon-expiring CRLs, each "warning: ..."."""
+    from trustport.settings.ca import crl_warnings
+
+    file = config.config_file or Path("config")
+    return [Problem(f"{file}: {'.'.join(loc)}", f"warning: {message}") for loc, message in crl_warnings(config, now)]
+
+
 def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:
     config, problems = check_config(file, check_files=check_files)
     if problems or config is None:
@@ -592,4 +624,4 @@ def load_config(file: Path, *, check_files: bool = True) -> TrustportConfig:
     return config
 
 
-__all__ = ["Problem", "TrustportConfig", "check_config", "load_config"]
+__all__ = ["Problem", "TrustportConfig", "ca_config_problems", "check_config", "config_warnings", "load_config"]

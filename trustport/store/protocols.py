@@ -13,11 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from sqlalchemy.engine import Connection
+
 from policy.attestation import StoredAttestation
 from policy.enforcement import Plan, SessionView
+from policy.issuance import RevokedEntry
 from policy.model import NetworkContext
 from policy.store import DeviceStore
 from trustport.store.attestation import Reevaluation
+from trustport.store.issued import IssuedRecord
 from trustport.store.lifecycle import LifecycleEvent
 from trustport.store.queue import Job, JobChange, JobStats
 
@@ -147,8 +151,31 @@ class AttestationRepository(Protocol):
         """Open re-evaluation requests, oldest first."""
 
 
+class IssuedCertificateRepository(Protocol):
+    """What the owner CA issued and revoked, so the CRL lists every revoked LDevID and a re-issue revokes the old one
+    atomically."""
+
+    def record_issued(self, record: IssuedRecord, *, replaces: str | None = None, reason: str | None = None,
+                      also: Callable[[Connection], None] | None = None) -> None:
+        """Store a new certificate; with ``replaces``, revoke (and deny-list) that one, and run ``also``, all in the
+        same transaction."""
+
+    def revoke(self, cert_serial: str, *, reason: str, now: datetime, actor: str) -> bool:
+        """Mark revoked and deny-list it; False if it already was revoked."""
+
+    def get(self, cert_serial: str) -> IssuedRecord | None:
+        """The certificate with this serial, or None."""
+
+    def revoked(self, issuer: str, now: datetime) -> Sequence[RevokedEntry]:
+        """Revoked, not yet expired certificates of ``issuer`` (the CRL's entries)."""
+
+    def list(self, device_serial: str | None = None, limit: int = 1000) -> Sequence[IssuedRecord]:  # shadows list
+        """Newest first."""
+
+
 if TYPE_CHECKING:  # mypy proves every implementation satisfies its interface; nothing here runs
     from trustport.store.attestation import SqlAttestationStore
+    from trustport.store.issued import SqlIssuedStore
     from trustport.store.lifecycle import SqlLifecycleStore
     from trustport.store.queue import SqlJobQueue
     from trustport.store.sessions import SqlSessionStore
@@ -159,6 +186,8 @@ if TYPE_CHECKING:  # mypy proves every implementation satisfies its interface; n
     _queue: type[JobQueue] = SqlJobQueue
     _sessions: type[SessionRepository] = SqlSessionStore
     _attestation: type[AttestationRepository] = SqlAttestationStore
+    _issued: type[IssuedCertificateRepository] = SqlIssuedStore
 
 
-__all__ = ["AttestationRepository", "DeviceStore", "JobQueue", "LifecycleRepository", "SessionRepository"]
+__all__ = ["AttestationRepository", "DeviceStore", "IssuedCertificateRepository", "JobQueue", "LifecycleRepository",
+           "SessionRepository"]

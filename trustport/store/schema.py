@@ -266,3 +266,23 @@ radius_servers = sa.Table(
     sa.Column("loaded_at", UtcDateTime, nullable=False),
     sa.Column("last_auth_at", UtcDateTime),
 )
+
+# Every certificate the owner CA issued (trustport.services.ca): the CRL is built from the revoked ones, and a
+# re-issue records which certificate replaced which.
+issued_certificates = sa.Table(
+    "issued_certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("cert_serial", sa.String(64), nullable=False, unique=True),  # lower-case hex
+    sa.Column("issuer", sa.Text, nullable=False),  # canonical DN text of the issuing CA
+    sa.Column("device_serial", sa.Text, nullable=False, index=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("not_before", UtcDateTime, nullable=False),
+    sa.Column("not_after", UtcDateTime, nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Column("revocation_reason", sa.Text),
+    sa.Column("replaced_by", sa.String(64)),  # cert_serial of the certificate issued in its place
+    sa.Column("pem", sa.Text, nullable=False),
+)
