@@ -121,10 +121,6 @@ class DeviceView:
         return self.values.get(name)
 
 
-def first_match(rules: tuple[Rule, ...], view: DeviceView) -> Rule | None:
-    return next((rule for rule in rules if rule.matches(view)), None)
-
-
 def resolve_site(sites: Mapping[str, tuple[str, ...]], nas_ip: str | None, nas_identifier: str | None) -> str | None:
     """The first site whose NAS list (IPs, CIDRs or NAS-Identifiers) contains this NAS."""
     for site, members in sites.items():

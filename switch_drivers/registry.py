@@ -139,13 +139,6 @@ class DriverRegistry(Mapping[str, DriverEntry]):
         """Instantiate driver ``name`` (not yet connected: use it as a context manager)."""
         return self[name].factory(target, self.options(name, options, switch=target.name))
 
-    @classmethod
-    def from_entry_points(cls, base: DriverRegistry | None = None) -> DriverRegistry:
-        """``base`` plus the entry points it does not have yet (:func:`default_registry` already loads them all)."""
-        registry = base if base is not None else default_registry()
-        entries, problems = _load_entry_points(set(registry))
-        return DriverRegistry([*registry.values(), *entries], {**registry.problems, **problems})
-
 
 def _load(value: str, where: str) -> DriverEntry:
     module, _, attr = value.partition(":")

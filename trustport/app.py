@@ -11,11 +11,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from policy.errors import ConfigError
 from trustport.settings.config import TrustportConfig, load_config
 from trustport.settings.hook import HookSettings
 from trustport.store.sql import SqlDeviceStore
 
 if TYPE_CHECKING:  # the services pull in what only some commands need
+    from switch_drivers import DriverRegistry
+    from switch_drivers.inventory import Inventory
     from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.ca import OwnerCA
@@ -102,18 +105,36 @@ class App:
         return Enforcement(self.config, self.store, placement=self.placement, capabilities=self.capabilities)
 
     @cached_property
-    def capabilities(self) -> dict[str, frozenset[str]]:
-        """Inventory name -> what its driver can do (from the driver registry), for the enforcement planner."""
-        from switch_drivers import DriverError, default_registry
+    def registry(self) -> DriverRegistry:
+        """The switch drivers (built-in and third-party, through entry points), loaded once."""
+        from switch_drivers import default_registry
+
+        return default_registry()
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        """The ``enforcement.inventory`` file, read once for the planner's capabilities and the executor."""
+        from switch_drivers import DriverError
         from switch_drivers.inventory import load_inventory
 
         if self.config.enforcement is None:
+            raise ConfigError("enforcement is not configured: add an 'enforcement:' section (inventory, nas)")
+        path = self.config.path(self.config.enforcement.inventory)
+        try:
+            return load_inventory(path)
+        except DriverError as exc:
+            raise ConfigError(f"inventory {path}: {exc}") from exc
+
+    @cached_property
+    def capabilities(self) -> dict[str, frozenset[str]]:
+        """Inventory name -> what its driver can do (from the driver registry), for the enforcement planner."""
+        if self.config.enforcement is None:
             return {}
         try:
-            inventory = load_inventory(self.config.path(self.config.enforcement.inventory))
-        except DriverError:  # 'config check' and the worker report a broken inventory; plan as configured
+            inventory = self.inventory
+        except ConfigError:  # 'config check' and the worker report a broken inventory; plan as configured
             return {}
-        registry = default_registry()
+        registry = self.registry
         return {name: frozenset((flag.name or "").lower() for flag in registry[entry.driver].capabilities)
                 for name, entry in inventory.switches.items() if entry.driver in registry}
 
@@ -137,8 +158,7 @@ class App:
         from trustport.worker.executor import DriverExecutor
 
         _ = self.enforcement  # raises PlanningError for a config without an 'enforcement:' section
-        assert self.config.enforcement is not None
-        return DriverExecutor.from_file(self.config.path(self.config.enforcement.inventory))
+        return DriverExecutor(self.inventory, self.registry)
 
     def worker(self, *, concurrency: int | None = None, worker_id: str | None = None,
                on_event: Callable[[Job, str], None] | None = None) -> Worker:

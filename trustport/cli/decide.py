@@ -36,10 +36,6 @@ def read_certificates(path: Path) -> list[x509.Certificate]:
     return load_pem_certificates(data, str(path))
 
 
-def read_certificate(path: Path) -> x509.Certificate:
-    return read_certificates(path)[0]
-
-
 def authorizer_for(config: TrustportConfig) -> Any:
     return App(config).authorizer
 

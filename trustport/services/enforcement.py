@@ -67,7 +67,7 @@ class Enforcement:
         if config.enforcement is None:
             raise PlanningError("enforcement is not configured: add an 'enforcement:' section (inventory, nas)")
         self.config = config
-        self.settings = config.hook_settings()
+        self.settings = placement.settings if placement is not None else config.hook_settings()
         self.store = store
         self.sessions: SessionRepository = SqlSessionStore(store)
         self.queue: JobQueue = SqlJobQueue(store)
