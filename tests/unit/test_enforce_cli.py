@@ -245,3 +245,24 @@ def test_sessions_list_add_clear(config_file: Path) -> None:
     assert "1 session(s) ended" in run(config_file, "sessions", "clear", SERIAL).output
     assert json.loads(run(config_file, "sessions", "--json").output) == []
     assert "no device with id or serial" in run(config_file, "sessions", "clear", "SN-NOPE", code=2).output
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--mac", "not-a-mac", "a MAC address such as"),
+    ("--mac", "02:00:00:00:00", "a MAC address such as"),
+    ("--mac", "02:00:00:00:00:0G", "a MAC address such as"),
+    ("--mac", "02:00:00:00:00:01:02", "a MAC address such as"),
+    ("--nas", "x" * 65, "1-64 printable characters"),
+    ("--nas", "nas\x1b[31m", "1-64 printable characters"),
+    ("--nas", " lab-hostapd", "1-64 printable characters"),
+    ("--port", "", "1-64 printable characters"),
+    ("--port", "wlan0\u202e", "1-64 printable characters"),
+])
+def test_sessions_add_refuses_hostile_values_and_records_nothing(config_file: Path, option: str, value: str,
+                                                                 message: str) -> None:
+    connected(config_file)
+    before = json.loads(run(config_file, "sessions", "--json").output)
+    args = {"--nas": "lab-hostapd", "--port": "wlan0", "--mac": "02:00:00:00:42:43", option: value}
+    result = run(config_file, "sessions", "add", SERIAL, *[x for kv in args.items() for x in kv], code=2)
+    assert message in result.output and "\x1b" not in result.output and "Traceback" not in result.output
+    assert json.loads(run(config_file, "sessions", "--json").output) == before

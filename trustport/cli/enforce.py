@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import os
+import re
 import signal
 import sys
 import time
@@ -18,13 +19,14 @@ import click
 
 from policy.errors import TrustportError
 from policy.model import NetworkContext
+from policy.text import safe_text
 from trustport.app import App
 from trustport.cli import base as cli_base
 from trustport.cli.base import config_option
 from trustport.services.devices import resolve_device
 from trustport.settings.config import load_config
 from trustport.store.queue import FINISHED, STATES, Job, SqlJobQueue, last_results
-from trustport.store.sessions import SqlSessionStore
+from trustport.store.sessions import SqlSessionStore, normalise_mac
 from trustport.worker.metrics import render as render_metrics
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ def _actor() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser() or "cli"
 
 
+MAX_SESSION_TEXT = 64  # a hand-typed NAS name or port: what a NAS-Identifier / NAS-Port-Id looks like
+MAC_RE = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){5}")
 CRL_CHECK_SECONDS = 60.0  # how often the worker checks whether the owner CA's CRL is due for renewal
 actor_option = click.option("--actor", default=_actor, show_default="the invoking user", help="who (job log)")
 
@@ -368,6 +372,13 @@ def sessions_list(device: str | None, as_json: bool, config_file: Path) -> None:
 @config_option
 def sessions_add(device: str, nas: str, nas_port: str, mac: str, vlan: int | None, config_file: Path) -> None:
     """Record by hand where a device is connected, for NASes that send no RADIUS accounting."""
+    for option, value in (("--nas", nas), ("--port", nas_port)):
+        if not value or len(value) > MAX_SESSION_TEXT or not value.isprintable() or value != value.strip():
+            raise click.BadParameter(f"1-{MAX_SESSION_TEXT} printable characters without surrounding blanks, not "
+                                     f"{safe_text(value, limit=40)!r}", param_hint=option)
+    if not MAC_RE.fullmatch(normalise_mac(mac)):
+        raise click.BadParameter(f"a MAC address such as 02:00:00:00:00:01 or 02-00-00-00-00-01, not "
+                                 f"{safe_text(mac, limit=40)!r}", param_hint="--mac")
     try:
         ipaddress.ip_address(nas)
         context = NetworkContext(nas_ip=nas, nas_port=nas_port, calling_station_id=mac)
