@@ -34,7 +34,7 @@ from trustport.store.sql import SqlDeviceStore
 
 UNIT_OF_WORK_STATICS: dict[type, frozenset[str]] = {
     SqlLifecycleStore: frozenset({"record_in", "standing_for_update", "active_session_ids_in", "set_state_in",
-                                  "deny_in"}),
+                                  "deny_in", "move_binding_in"}),
     SqlJobQueue: frozenset({"enqueue_in", "lock"}),
     SqlSessionStore: frozenset(),
     SqlAttestationStore: frozenset(),

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Connection
 
@@ -37,9 +36,8 @@ from trustport.services.authorize import Authorizer, AuthResult, device_label
 from trustport.services.chain import pem_facts
 from trustport.services.lifecycle import LifecycleService
 from trustport.settings.enrollment import AutoApprove, EnrollmentConfig
-from trustport.store.lifecycle import LifecycleEvent, SqlLifecycleStore
-from trustport.store.schema import devices
-from trustport.store.sql import SqlDeviceStore, normalize_fingerprint
+from trustport.store.lifecycle import BindingConflict, LifecycleEvent, SqlLifecycleStore
+from trustport.store.sql import SqlDeviceStore
 
 log = logging.getLogger(__name__)
 ACTOR = "est"
@@ -289,26 +287,11 @@ class EnrollmentService:
         enrolment, an operator): then ``_Refused`` rolls everything back. On renewal the owner CA revokes and
         deny-lists an old LDevID it issued in the same transaction; ``deny_old`` deny-lists one it did not. The
         transaction holds the registry write lock (``record_issued`` takes it first)."""
-        row = conn.execute(sa.select(devices.c.issuer, devices.c.state, devices.c.cert_serial)
-                           .where(devices.c.id == device.id).with_for_update()).one_or_none()
+        try:
+            SqlLifecycleStore.move_binding_in(conn, device, presented.cert_serial, new, CertKind.LDEVID, now)
+        except BindingConflict as exc:
+            raise _Refused(409, str(exc), device) from exc
         state = device.state.value
-        if row is None or (row.issuer, row.state) != (device.key.issuer, state) \
-                or row.cert_serial not in (None, presented.cert_serial):
-            raise _Refused(409, f"device {device.id} changed while its certificate was being issued (another "
-                                "enrolment or an operator); ask again", device)
-        if new.issuer != device.key.issuer:
-            clash = conn.execute(sa.select(devices.c.id).where(devices.c.issuer == new.issuer,
-                                                               devices.c.serial_number == device.key.serial_number)
-                                 ).one_or_none()
-            if clash is not None:
-                raise _Refused(409, f"device {clash.id} is already registered as {device.key.serial_number} "
-                                    "under the owner CA; decommission or remove it first", device)
-        fingerprint = new.fingerprint_sha256
-        conn.execute(devices.update().where(devices.c.id == device.id).values(
-            issuer=new.issuer, cert_kind=CertKind.LDEVID.value, cert_serial=new.cert_serial,
-            fingerprint_sha256=normalize_fingerprint(fingerprint) if fingerprint else None,
-            spki_sha256=new.spki_sha256, updated_at=now,
-            **({"mud_url": new.mud_url} if new.mud_url is not None else {})))
         SqlLifecycleStore.record_in(conn, LifecycleEvent(device.id, now, ACTOR, action, state, state,
                                                          reason[:_REASON_CHARS]))
         if deny_old:

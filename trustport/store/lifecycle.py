@@ -18,9 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from policy.errors import DeviceNotFound, StoreError
-from policy.model import LifecycleState
+from policy.model import CertificateFacts, CertKind, DeviceRecord, LifecycleState
 from trustport.store.schema import denied_certificates, devices, lifecycle_events, sessions
-from trustport.store.sql import SqlDeviceStore
+from trustport.store.sql import SqlDeviceStore, normalize_fingerprint
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class DeviceStanding:
     segment: str | None
     notes: str | None
     cert_serial: str | None
+
+
+class BindingConflict(StoreError):
+    """The device changed under a binding move (or its new key is taken): nothing was written; ask again."""
 
 
 class SqlLifecycleStore:
@@ -86,6 +90,33 @@ class SqlLifecycleStore:
             values["notes"] = notes
         if conn.execute(devices.update().where(devices.c.id == device_id).values(**values)).rowcount != 1:
             raise DeviceNotFound(f"device #{device_id} is no longer in the registry; nothing was changed")
+
+    @staticmethod
+    def move_binding_in(conn: Connection, device: DeviceRecord, presented_serial: str, new: CertificateFacts,
+                        kind: CertKind, now: datetime) -> None:
+        """Inside the caller's transaction (holding the registry write lock): the device row now names ``new``
+        (issuer, kind, serial, fingerprint, key, MUD URL). ``BindingConflict`` when the device changed since
+        ``device`` was read (issuer, state, or bound to another certificate than ``presented_serial``) or another
+        device is already registered under ``new``'s issuer and this serial; nothing is written then."""
+        row = conn.execute(sa.select(devices.c.issuer, devices.c.state, devices.c.cert_serial)
+                           .where(devices.c.id == device.id).with_for_update()).one_or_none()
+        if row is None or (row.issuer, row.state) != (device.key.issuer, device.state.value) \
+                or row.cert_serial not in (None, presented_serial):
+            raise BindingConflict(f"device {device.id} changed while its certificate was being issued (another "
+                                  "enrolment or an operator); ask again")
+        if new.issuer != device.key.issuer:
+            clash = conn.execute(sa.select(devices.c.id).where(devices.c.issuer == new.issuer,
+                                                               devices.c.serial_number == device.key.serial_number)
+                                 ).one_or_none()
+            if clash is not None:
+                raise BindingConflict(f"device {clash.id} is already registered as {device.key.serial_number} "
+                                      "under the owner CA; decommission or remove it first")
+        fingerprint = new.fingerprint_sha256
+        conn.execute(devices.update().where(devices.c.id == device.id).values(
+            issuer=new.issuer, cert_kind=kind.value, cert_serial=new.cert_serial,
+            fingerprint_sha256=normalize_fingerprint(fingerprint) if fingerprint else None,
+            spki_sha256=new.spki_sha256, updated_at=now,
+            **({"mud_url": new.mud_url} if new.mud_url is not None else {})))
 
     @staticmethod
     def deny_in(conn: Connection, issuer: str, cert_serial: str, *, device_id: int | None, time: datetime,

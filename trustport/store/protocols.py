@@ -2,9 +2,10 @@
 the ``Sql*`` classes next to this module implement them, and tests can substitute plain fakes.
 
 Not declared here: the static ``*_in(conn, ...)`` functions (``SqlLifecycleStore.record_in``, ``deny_in``,
-``set_state_in``, ``standing_for_update``, ``active_session_ids_in``; ``SqlJobQueue.enqueue_in``, ``lock``). They
-write inside a transaction the caller holds on the ``SqlDeviceStore`` database and are called on the SQL classes
-themselves (``trustport.services.lifecycle``), never through a repository instance.
+``move_binding_in``, ``set_state_in``, ``standing_for_update``, ``active_session_ids_in``; ``SqlJobQueue.enqueue_in``,
+``lock``). They write inside a transaction the caller holds on the ``SqlDeviceStore`` database and are called on the
+SQL classes themselves (``trustport.services.lifecycle``, ``trustport.services.enrollment``), never through a
+repository instance.
 """
 
 from __future__ import annotations
