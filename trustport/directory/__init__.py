@@ -1,0 +1,1 @@
+"""The directory adapter (ldap3) and the LDAP schema trustport ships."""
