@@ -146,6 +146,7 @@ class DeviceRecord:
     last_seen: datetime | None
     spki_sha256: str | None = None
     device_class: str | None = None
+    location: str | None = None  # where the device belongs (from the directory); placement uses the NAS's site
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ class EnforceEnv:
 
     def write(self, *, coa: bool, switch: bool = True, coa_mode: str = "reauth", switch_port: int | None = None,
               read_timeout: float = 4.0, max_attempts: int = 5, lease_seconds: float = 60.0,
-              extra_switches: dict[str, Any] | None = None, nas: list[dict[str, Any]] | None = None) -> None:
+              extra_switches: dict[str, Any] | None = None, nas: list[dict[str, Any]] | None = None,
+              directory: dict[str, Any] | None = None) -> None:
         (self.work / "known_hosts").write_text(self.host_key_lines)
         switches: dict[str, Any] = {
             "access-1": {"driver": "cisco_ios", "address": "127.0.0.1", "port": switch_port or self.switch_port,
@@ -87,11 +88,13 @@ class EnforceEnv:
             "database": {"url": "sqlite:///registry.sqlite"},
             "enforcement": {"inventory": "inventory.yaml", "nas": nas or [binding], "max_attempts": max_attempts,
                             "backoff_seconds": 2, "lease_seconds": lease_seconds},
+            **({"directory": directory} if directory is not None else {}),
         }
         self.config_path = self.work / "trustport.yaml"
         self.config_path.write_text(yaml.safe_dump(data))
         self.config = load_config(self.config_path)
         self.store = SqlDeviceStore(self.config.database_url(), create=True)
+        self.store.ensure_schema()  # now, so another App on this config finds the registry
 
     def connected_device(self, name: str, port: str, mac: str, now: datetime | None = None) -> DeviceRecord:
         """A registered operational device with an active session on NAS 127.0.0.1, NAS-Port ``port``."""

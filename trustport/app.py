@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the services pull in what only some commands need
     from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.ca import OwnerCA
+    from trustport.services.directory import DirectorySync
     from trustport.services.enforcement import Enforcement
     from trustport.services.lifecycle import LifecycleService
     from trustport.services.trust import TrustMaterial
@@ -151,6 +152,15 @@ class App:
 
         return LifecycleService(self.config, self.store, enforcement=self.enforcement
                                 if self.config.enforcement is not None else None)
+
+    @cached_property
+    def directory(self) -> DirectorySync:
+        """The ``directory:`` section's sync (ConfigError without one); its changes go through ``lifecycle``."""
+        from trustport.services.directory import DirectorySync
+
+        if self.config.directory is None:
+            raise ConfigError("no directory is configured: add a 'directory:' section (docs/directory.md)")
+        return DirectorySync(self.config, self.store, self.lifecycle)
 
     @cached_property
     def executor(self) -> DriverExecutor:

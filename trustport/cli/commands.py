@@ -251,6 +251,7 @@ def devices_show(device: str, as_json: bool, limit: int, config_file: Path) -> N
         return
     for label, value in (("id", record.id), ("serial", record.key.serial_number), ("issuer", record.key.issuer),
                          ("state", record.state.value), ("segment", record.segment), ("owner", record.owner),
+                         ("class", record.device_class), ("location", record.location),
                          ("notes", record.notes), ("kind", record.cert_kind), ("cert serial", record.cert_serial),
                          ("fingerprint", record.fingerprint_sha256), ("MUD URL", record.mud_url),
                          ("first seen", record.first_seen), ("last seen", record.last_seen)):
@@ -451,17 +452,10 @@ def lab_command(workdir: Path | None) -> None:
     bad = [r for r in rows if not r.as_expected]
     bad_story = [s for s in story if s.after != 999 or "VLAN 999" not in s.reauth]
     click.echo("")
-    failed = False
-    if onboarding is None:
-        click.echo(f"onboarding: not run, {' and '.join(run.missing)} not found on PATH")
-        failed = True
-    elif not onboarding.ok:
-        wrong = sum(1 for r in onboarding.rows if not r.as_expected)
-        click.echo(f"onboarding: {wrong or 'a'} step(s) not as expected, {len(onboarding.rows)} of 6 run")
-        failed = True
-    else:
-        click.echo(f"onboarding: all {len(onboarding.rows)} steps as expected (unknown IDevID -> LDevID -> "
-                   "production -> revoked)")
+    failed = not _story_line("onboarding", onboarding, " and ".join(run.missing) + " not found on PATH", 6,
+                             "unknown IDevID -> LDevID -> production -> revoked")
+    failed |= not _story_line("directory", run.directory, run.directory_missing or "", 5,
+                              "directory-approved -> disabled -> outage -> removed")
     if bad or bad_story:
         click.echo(f"{len(bad)} of {len(rows)} scenarios and {len(bad_story)} of {len(story)} story steps did not "
                    "get the expected outcome")
@@ -471,6 +465,19 @@ def lab_command(workdir: Path | None) -> None:
                   if story else ""))
     if failed:
         sys.exit(1)
+
+
+def _story_line(name: str, story: Any, missing: str, steps: int, summary: str) -> bool:
+    """The lab's one-line verdict on a story (None: it could not run, for ``missing``); True when all went well."""
+    if story is None:
+        click.echo(f"{name}: not run, {missing}")
+        return False
+    if not story.ok:
+        wrong = sum(1 for r in story.rows if not r.as_expected)
+        click.echo(f"{name}: {wrong or 'a'} step(s) not as expected, {len(story.rows)} of {steps} run")
+        return False
+    click.echo(f"{name}: all {len(story.rows)} steps as expected ({summary})")
+    return True
 
 
 def register(cli: click.Group) -> None:
@@ -485,8 +492,10 @@ def register(cli: click.Group) -> None:
                     attest_group, api_group, worker_command, jobs_group, sessions_group, switch, coa, mud,
                     ca_group, pki_group):
         cli.add_command(command)
+    from trustport.cli.directory import directory_group
     from trustport.cli.est import est_group
 
     cli.add_command(est_group)
+    cli.add_command(directory_group)
 
 

@@ -3,6 +3,7 @@ clear; without a subcommand it lists)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
 import os
@@ -10,7 +11,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from trustport.app import App
 from trustport.cli import base as cli_base
 from trustport.cli.base import config_option
 from trustport.services.devices import resolve_device
-from trustport.settings.config import load_config
+from trustport.settings.config import TrustportConfig, load_config
 from trustport.store.queue import FINISHED, STATES, Job, SqlJobQueue, last_results
 from trustport.store.sessions import SqlSessionStore, normalise_mac
 from trustport.worker.metrics import render as render_metrics
@@ -58,7 +59,6 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
 
     config = load_config(config_file)
     app = App(config)
-    store = app.store
     enforcement = app.enforcement
     finished = {"n": 0}
     count_lock = threading.Lock()
@@ -100,13 +100,14 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
 
     try:
         housekeeping()
-        if drain:
-            worker.drain()
-        else:
-            worker.run_forever(should_stop, before_each=housekeeping)
+        with _directory_sync(config, enabled=not drain):
+            if drain:
+                worker.drain()
+            else:
+                worker.run_forever(should_stop, before_each=housekeeping)
         stats = enforcement.queue.stats()
     finally:
-        store.close()
+        app.close()
     counts = stats.by_state
     cli_base.echo_safe("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")
                        + f"; failures total {stats.failures_total}")
@@ -114,6 +115,24 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
         cli_base.echo_safe(f"{counts['failed']} job(s) failed on every path: 'trustport jobs list --state failed', "
                            "'trustport jobs show ID' says why", err=True)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _directory_sync(config: TrustportConfig, *, enabled: bool) -> Iterator[None]:
+    """With a 'directory:' section (and not --drain), the worker syncs it every interval_seconds in a thread of
+    its own (its own registry connection), so a slow directory never holds up an enforcement job."""
+    if config.directory is None or not enabled:
+        yield
+        return
+    from trustport.services.directory import DirectoryScheduler
+
+    with App(config) as app:
+        scheduler = DirectoryScheduler(lambda: app.directory, config.directory.interval_seconds, cli_base.now_utc)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.stop()
 
 
 @click.group("jobs")

@@ -7,7 +7,6 @@ that print as ``**********``. Relative paths are relative to the config file's d
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,39 +32,14 @@ from trustport.settings import safe_yaml
 from trustport.settings.attestation import AttestationConfig
 from trustport.settings.base import PolicyProblems, SettingsModel, unique
 from trustport.settings.ca import CaSettings
+from trustport.settings.directory import DirectoryConfig
 from trustport.settings.enrollment import EnrollmentConfig
 from trustport.settings.hook import AnchorFile, HookSettings
 from trustport.settings.mud import MudConfig
+from trustport.settings.secrets import SECRET_BASE, resolve_secret
 
 MAX_CONFIG_BYTES = safe_yaml.MAX_BYTES
-MAX_SECRET_BYTES = 64 * 1024
 MAX_PEM_BYTES = 1 << 20
-
-
-def _resolve_secret(value: Any, base: Path) -> SecretStr:
-    if isinstance(value, SecretStr):
-        return value
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("secret is empty")
-        return SecretStr(value)
-    if isinstance(value, dict) and set(value) == {"env"}:
-        name = str(value["env"])
-        if name not in os.environ or not os.environ[name]:
-            raise ValueError(f"environment variable {name} is not set")
-        return SecretStr(os.environ[name])
-    if isinstance(value, dict) and set(value) == {"file"}:
-        path = base / str(value["file"])
-        try:
-            text = safe_yaml.read_regular_file(path, MAX_SECRET_BYTES, "secret file").decode("utf-8").strip()
-        except OSError as exc:
-            raise ValueError(str(exc.strerror or exc)) from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"secret file {path} is not UTF-8 text") from exc
-        if not text:
-            raise ValueError(f"secret file {path} is empty")
-        return SecretStr(text)
-    raise ValueError("a secret is a string, {env: NAME} or {file: PATH}")
 
 
 class RadiusClient(SettingsModel):
@@ -82,7 +56,7 @@ class RadiusClient(SettingsModel):
     @field_validator("secret", mode="before")
     @classmethod
     def _secret(cls, value: Any) -> SecretStr:
-        secret = _resolve_secret(value, _BASE.get())
+        secret = resolve_secret(value, SECRET_BASE.get())
         if len(secret.get_secret_value()) < 16:
             raise ValueError("RADIUS shared secrets must be at least 16 characters")
         if any(ch in secret.get_secret_value() for ch in '"\\\n\r'):
@@ -115,7 +89,7 @@ class RadiusSettings(SettingsModel):
     @field_validator("server_key_password", mode="before")
     @classmethod
     def _key_password(cls, value: Any) -> SecretStr | None:
-        return None if value is None else _resolve_secret(value, _BASE.get())
+        return None if value is None else resolve_secret(value, SECRET_BASE.get())
 
 
 class RevocationSettings(SettingsModel):
@@ -132,7 +106,7 @@ class DatabaseSettings(SettingsModel):
     @field_validator("password", mode="before")
     @classmethod
     def _password(cls, value: Any) -> SecretStr | None:
-        return None if value is None else _resolve_secret(value, _BASE.get())
+        return None if value is None else resolve_secret(value, SECRET_BASE.get())
 
     @field_validator("url")
     @classmethod
@@ -149,7 +123,7 @@ class ApiToken(SettingsModel):
     @field_validator("secret", mode="before")
     @classmethod
     def _secret(cls, value: Any) -> SecretStr:
-        secret = _resolve_secret(value, _BASE.get())
+        secret = resolve_secret(value, SECRET_BASE.get())
         if len(secret.get_secret_value()) < 24:
             raise ValueError("API tokens must be at least 24 characters")
         return secret
@@ -214,6 +188,7 @@ class TrustportConfig(SettingsModel):
     mud: MudConfig | None = None
     ca: CaSettings | None = None
     enrollment: EnrollmentConfig | None = None  # the EST server (trustport est serve)
+    directory: DirectoryConfig | None = None  # device records synced from OpenLDAP / Active Directory
     base_dir: Path = Path()
     config_file: Path | None = None  # set by the loader (the hook reloads the policy from it); not read from YAML
 
@@ -231,8 +206,13 @@ class TrustportConfig(SettingsModel):
 
     def policy_problems(self) -> list[RuleError]:
         att = self.attestation
-        return self.policy_document().reference_problems(att.placement_path() if att is not None
-                                                         else ("attestation",))
+        problems = self.policy_document().reference_problems(att.placement_path() if att is not None
+                                                             else ("attestation",))
+        allowed = self.directory.allowed_segments if self.directory is not None else None
+        problems += [RuleError(f"segment {name!r} is not defined; defined: {', '.join(self.segments)}",
+                               ("directory", "allowed_segments", i))
+                     for i, name in enumerate(allowed or ()) if name not in self.segments]
+        return problems
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else (self.base_dir / value).resolve()
@@ -297,20 +277,6 @@ class TrustportConfig(SettingsModel):
         )
 
 
-class _BaseDir:
-    """The directory relative secret files resolve against, while one config is being validated."""
-
-    def __init__(self) -> None:
-        self._value = Path()
-
-    def get(self) -> Path:
-        return self._value
-
-    def set(self, value: Path) -> None:
-        self._value = value
-
-
-_BASE = _BaseDir()
 
 
 @dataclass(frozen=True)
@@ -497,6 +463,24 @@ def _file_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:
     if config.revocation.crl_dir is not None and not config.path(config.revocation.crl_dir).is_dir():
         yield Problem(where.locate(("revocation", "crl_dir")),
                       f"directory {config.path(config.revocation.crl_dir)} does not exist")
+    if config.directory is not None:
+        yield from _directory_ca_problems(config, where)
+
+
+def _directory_ca_problems(config: TrustportConfig, where: _Where) -> Iterator[Problem]:
+    from cryptography import x509
+
+    assert config.directory is not None
+    path = config.path(config.directory.ca_file)
+    try:
+        certificates = x509.load_pem_x509_certificates(_read_pem(path, "directory CA file"))
+    except OSError as exc:
+        yield Problem(where.locate(("directory", "ca_file")), str(exc.strerror or exc))
+    except ValueError as exc:
+        yield Problem(where.locate(("directory", "ca_file")), f"{path} holds no PEM certificate ({exc})")
+    else:
+        if not certificates:
+            yield Problem(where.locate(("directory", "ca_file")), f"{path} holds no PEM certificate")
 
 
 POLICY_FILE_KEYS = ("segments", "sites", "policy")
@@ -549,7 +533,7 @@ def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConf
         if problems:
             return None, problems
     base = file.resolve().parent
-    _BASE.set(base)
+    SECRET_BASE.set(base)
     try:
         config = TrustportConfig.model_validate({**data, "base_dir": base, "config_file": file.resolve()})
     except ValidationError as exc:
@@ -559,7 +543,7 @@ def check_config(file: Path, *, check_files: bool = True) -> tuple[TrustportConf
             problems += _raw_policy_problems(data, where, {str(p) for p in problems})
         return None, problems
     finally:
-        _BASE.set(Path())
+        SECRET_BASE.set(Path())
     problems = list(_file_problems(config, where)) if check_files else []
     return config, problems
 

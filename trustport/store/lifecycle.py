@@ -7,7 +7,7 @@ all (``trustport.services.lifecycle``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,8 @@ from policy.errors import DeviceNotFound, StoreError
 from policy.model import CertificateFacts, CertKind, DeviceRecord, LifecycleState
 from trustport.store.schema import denied_certificates, devices, lifecycle_events, sessions
 from trustport.store.sql import SqlDeviceStore, normalize_fingerprint
+
+SETTABLE_COLUMNS = frozenset({"owner", "device_class", "location", "segment"})
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,18 @@ class SqlLifecycleStore:
 
     @staticmethod
     def set_state_in(conn: Connection, device_id: int, *, state: LifecycleState, segment: str | None,
-                     notes: str | None, now: datetime) -> None:
-        """Change the device's lifecycle state (and segment/notes when given) inside the caller's transaction."""
+                     notes: str | None, now: datetime, columns: Mapping[str, str | None] | None = None) -> None:
+        """Change the device's lifecycle state (and segment/notes when given) inside the caller's transaction;
+        ``columns`` (owner, device_class, location, segment) are set exactly as given, None included."""
         values: dict[str, Any] = {"state": state.value, "updated_at": now}
         if segment is not None:
             values["segment"] = segment
         if notes is not None:
             values["notes"] = notes
+        unknown = set(columns or ()) - SETTABLE_COLUMNS
+        if unknown:
+            raise ValueError(f"not a settable device column: {', '.join(sorted(unknown))}")
+        values.update(columns or {})
         if conn.execute(devices.update().where(devices.c.id == device_id).values(**values)).rowcount != 1:
             raise DeviceNotFound(f"device #{device_id} is no longer in the registry; nothing was changed")
 

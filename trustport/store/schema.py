@@ -81,6 +81,7 @@ devices = sa.Table(
     sa.Column("last_seen", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("location", sa.Text, nullable=True),  # added later (trustport.store.sql._ADDED_COLUMNS)
     sa.UniqueConstraint("issuer", "serial_number", name="uq_devices_issuer_serial"),
 )
 
@@ -265,6 +266,38 @@ radius_servers = sa.Table(
     sa.Column("config_file", sa.Text),
     sa.Column("loaded_at", UtcDateTime, nullable=False),
     sa.Column("last_auth_at", UtcDateTime),
+)
+
+# Which registry device each directory entry is (trustport.services.directory): matched by DN once linked, so a
+# device keeps its entry when its key moves to its LDevID; ``held``: the directory's on_disabled action put it where
+# it is (only then does re-enabling the entry release it).
+directory_links = sa.Table(
+    "directory_links",
+    metadata,
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("directory", sa.String(64), nullable=False),
+    sa.Column("dn", sa.Text, nullable=False),
+    sa.Column("held", sa.Boolean, nullable=False),
+    sa.Column("linked_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("directory", "dn", name="uq_directory_links_dn"),
+)
+
+# The last sync attempt and the last successful one, per directory: 'trustport directory status' and its metrics.
+directory_status = sa.Table(
+    "directory_status",
+    metadata,
+    sa.Column("directory", sa.String(64), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("last_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("last_success_at", UtcDateTime),
+    sa.Column("last_error", sa.Text),  # NULL when the last attempt succeeded
+    sa.Column("entries", sa.Integer),  # entries in the last successful listing
+    sa.Column("summary", sa.Text),  # JSON counts of the last successful sync
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("failures_total", sa.Integer, nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
 )
 
 # Every certificate the owner CA issued (trustport.services.ca): the CRL is built from the revoked ones, and a

@@ -71,12 +71,13 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})  # made before trustport_meta
 # Tables added after registries were already in use: one that lacks only these is outdated, not corrupt, and
 # 'trustport db init' adds them. Every new table goes here.
-_ADDED_TABLES: Final = frozenset({"attestation_seen", "device_certificates", "issued_certificates",
-                                  "radius_servers"})
+_ADDED_TABLES: Final = frozenset({"attestation_seen", "device_certificates", "directory_links",
+                                  "directory_status", "issued_certificates", "radius_servers"})
 # Nullable columns added to existing tables later: a registry that lacks only these is outdated too, and
 # 'trustport db init' adds them (ALTER TABLE ... ADD COLUMN). Every new column of an existing table goes here.
 _ADDED_COLUMNS: Final[Mapping[str, frozenset[str]]] = {
     "decision_log": frozenset({"policy_revision"}),
+    "devices": frozenset({"location"}),
     "enforcement_jobs": frozenset({"bounce_in_progress", "failure", "failures"}),
     "sessions": frozenset({"vlan_read_back_at", "source"}),
 }
@@ -617,6 +618,7 @@ class SqlDeviceStore:
             last_seen=m["last_seen"],
             spki_sha256=m["spki_sha256"],
             device_class=m["device_class"],
+            location=m["location"],
         )
 
     def _one(self, conn: Connection, where: sa.ColumnElement[bool]) -> DeviceRecord | None:
