@@ -3,6 +3,7 @@
 #   make test   installs what is missing, then runs ruff, mypy --strict and the whole test suite
 #   make unit   ruff, mypy --strict and the unit tests only (no services, well under a minute)
 #   make bench-enforcement  the bulk-enforcement benchmark (bench/bench_enforcement.py)
+#   make bench-directory    the directory-sync benchmark, 10,000 entries (bench/bench_directory.py)
 #   make wheel-check  builds the wheel, installs it into a fresh venv and runs `trustport radius render` and
 #               `trustport lab` from a directory outside the checkout (CI runs it after `make test`)
 # All are idempotent: packages already present are not installed again.
@@ -12,13 +13,13 @@ PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo pytho
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3 python3-venv openssl curl freeradius freeradius-python3 freeradius-utils eapoltest \
+APT_PACKAGES := python3 python3-venv openssl curl freeradius freeradius-python3 freeradius-utils eapoltest slapd ldap-utils \
                 postgresql snmpd snmp hostapd wpasupplicant iproute2
 PYTEST_ARGS ?=
 EXTRAS := dev,lab,postgres
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test unit lint pytest wheel-check system-deps venv bench bench-enforcement clean
+.PHONY: demo test unit lint pytest wheel-check system-deps venv bench bench-enforcement bench-directory clean
 
 demo: system-deps venv
 	$(BIN)/trustport lab
@@ -45,6 +46,10 @@ bench: system-deps venv
 # 10,000 ports on 100 fake switches quarantined in bulk, against one port per job (a few minutes; not a test)
 bench-enforcement: venv
 	$(BIN)/python bench/bench_enforcement.py
+
+# 10,000 directory entries synced on SQLite and PostgreSQL, next to ldapsearch and a bare paged read (not a test)
+bench-directory: system-deps venv
+	$(BIN)/python bench/bench_directory.py
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -2,12 +2,14 @@
 
 Builds a throw-away PKI, config and registry, renders and starts FreeRADIUS on a free loopback port, runs one
 802.1X EAP-TLS client per scenario, prints what each got and why, tells the continuous-authorization story
-(``trustport_lab.enforce``) and the onboarding story (``trustport_lab.onboard``: EST with curl and openssl, the owner
-CA, re-authentication, revocation), and stops everything it started.
+(``trustport_lab.enforce``), the onboarding story (``trustport_lab.onboard``: EST with curl and openssl, the owner
+CA, re-authentication, revocation) and the directory story (``trustport_lab.directory_story``: a real slapd over
+LDAPS, a directory-approved device, disabled, an outage, removed), and stops everything it started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import tempfile
@@ -30,6 +32,15 @@ from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_e
 from trustport.settings.config import load_config
 from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations
+from trustport_lab.directory_story import (
+    DirectoryStory,
+    directory_section,
+    format_directory,
+    format_sync_time,
+    lab_slapd,
+    run_directory,
+    unavailable,
+)
 from trustport_lab.enforce import StoryRow, apply_radius_vlan, format_story, lab_network, run_story
 from trustport_lab.fake_verifier import new_signing_key, write_public_jwk
 from trustport_lab.forged import forge
@@ -251,41 +262,60 @@ class LabRun:
     story: list[StoryRow]
     onboarding: OnboardStory | None  # None: a program it needs is missing (``missing``)
     missing: list[str]
+    directory: DirectoryStory | None = None  # None: it could not run (``directory_missing`` says why)
+    directory_missing: str | None = None
 
 
 def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> LabRun:
-    with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp, contextlib.ExitStack() as stack:
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         echo(f"lab directory: {base}")
-        with lab_network(base) as network, Lab(base, datetime.now(UTC), echo, network.extra_config) as lab:
-            echo("attestation results posted to the REST API by the lab's verifier:")
-            for line in lab.attestation_rows:
-                echo(f"  {safe_text(line)}")  # the API's answer quotes the token's reasons
-            rows = []
-            for scenario in SCENARIOS:
-                result = lab.authenticate(scenario.serial)
-                apply_radius_vlan(network, lab.ports[scenario.serial], result.vlan)
-                rows.append(_row(lab, scenario, result))
-            echo("")
-            echo(format_rows(rows))
-            echo("\ncontinuous authorization: devices already on the network change standing")
-            story = run_story(lab, network, echo)
-            echo("")
-            echo(format_story(story))
-            echo("\nonboarding: unknown IDevID -> EST enrolment -> LDevID -> production -> revoked")
-            missing = missing_tools()
-            if missing:
-                echo(f"  cannot run the onboarding story: {' and '.join(missing)} not found on PATH (install the "
-                     "Debian package(s) " + " ".join(missing) + ")")
-                return LabRun(rows, story, None, missing)
+        network = stack.enter_context(lab_network(base))
+        directory_missing = unavailable()
+        slapd = None if directory_missing else stack.enter_context(lab_slapd(base))
+        extra = dict(network.extra_config)
+        if slapd is not None:
+            extra["directory"] = directory_section(slapd, base)
+        lab = stack.enter_context(Lab(base, datetime.now(UTC), echo, extra))
+        echo("attestation results posted to the REST API by the lab's verifier:")
+        for line in lab.attestation_rows:
+            echo(f"  {safe_text(line)}")  # the API's answer quotes the token's reasons
+        rows = []
+        for scenario in SCENARIOS:
+            result = lab.authenticate(scenario.serial)
+            apply_radius_vlan(network, lab.ports[scenario.serial], result.vlan)
+            rows.append(_row(lab, scenario, result))
+        echo("")
+        echo(format_rows(rows))
+        echo("\ncontinuous authorization: devices already on the network change standing")
+        story = run_story(lab, network, echo)
+        echo("")
+        echo(format_story(story))
+        echo("\nonboarding: unknown IDevID -> EST enrolment -> LDevID -> production -> revoked")
+        missing = missing_tools()
+        onboarding = None
+        if missing:
+            echo(f"  cannot run the onboarding story: {' and '.join(missing)} not found on PATH (install the "
+                 "Debian package(s) " + " ".join(missing) + ")")
+        else:
             onboarding = run_onboarding(lab, network, echo)
             echo("")
             echo(format_onboarding(onboarding))
             if onboarding.enrolment_ms is not None:
                 echo(f"enrolment latency (curl request with the CSR -> LDevID received): "
                      f"{onboarding.enrolment_ms:.0f} ms")
-            return LabRun(rows, story, onboarding, [])
+        echo("\ndirectory: directory-approved -> disabled -> outage -> removed (OpenLDAP over LDAPS)")
+        if slapd is None:
+            echo(f"  cannot run the directory story: {directory_missing}")
+            return LabRun(rows, story, onboarding, missing, None, directory_missing)
+        directory = run_directory(lab, network, slapd, echo)
+        echo("")
+        echo(format_directory(directory))
+        sync_time = format_sync_time(directory)
+        if sync_time is not None:
+            echo(sync_time)
+        return LabRun(rows, story, onboarding, missing, directory)
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:

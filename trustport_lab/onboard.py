@@ -39,7 +39,9 @@ TOOLS = ("curl", "openssl")
 
 
 @dataclass(frozen=True)
-class OnboardRow:
+class StepRow:
+    """One step of a lab story: what was expected, what happened (the onboarding and directory stories)."""
+
     step: str
     expected: str
     got: str
@@ -53,7 +55,7 @@ class OnboardRow:
 
 @dataclass(frozen=True)
 class OnboardStory:
-    rows: list[OnboardRow]
+    rows: list[StepRow]
     enrolment_ms: float | None  # the curl request that returned the LDevID, request -> certificate
 
     @property
@@ -157,7 +159,7 @@ class _Story:
         self.idevid = issue_lab_idevid(lab, SERIAL)
         self.key = DeviceKey(oneline_dn(lab.cas["idevid"].cert.subject), SERIAL)
         self.device_id: int | None = None  # once RADIUS has recorded it (EST then moves it to the LDevID's issuer)
-        self.rows: list[OnboardRow] = []
+        self.rows: list[StepRow] = []
         self.latency_ms: float | None = None
         self.attested_at: datetime | None = None
 
@@ -167,7 +169,7 @@ class _Story:
         return self.lab.store.find_device(self.key)
 
     def row(self, step: str, expected: str, got: str, ms: float, detail: str) -> bool:
-        self.rows.append(OnboardRow(step, expected, got, ms, detail))
+        self.rows.append(StepRow(step, expected, got, ms, detail))
         return got == expected
 
     def authenticate(self, step: str, expected: str, note: str = "") -> bool:
@@ -217,16 +219,18 @@ class _Story:
                         f"Retry-After: {waiting.retry_after}; openssl req -newkey ec P-256, curl --cert IDevID"):
             return
         self.act("onboard", "expected delivery")
-        token = _attest(self.lab, SERIAL)  # the verifier vouches for the IDevID's key
+        token = attest_device(self.lab, SERIAL)  # the verifier vouches for the IDevID's key
         self.attested_at = datetime.now(UTC)
-        if not self.authenticate(STEPS[2], f"accept VLAN {SEGMENTS['onboarding']}", f"attestation {_verdict(token)}"):
+        if not self.authenticate(STEPS[2], f"accept VLAN {SEGMENTS['onboarding']}",
+                                 f"attestation {attestation_verdict(token)}"):
             return
         cert = self.issue(csr, ldevid_key)
         if cert is None:
             return
         self.act("approve", "commissioned", segment="production")
-        token = _attest(self.lab, SERIAL, after=self.attested_at)  # and for the LDevID's new key
-        if not self.authenticate(STEPS[4], f"accept VLAN {SEGMENTS['production']}", f"attestation {_verdict(token)}"):
+        token = attest_device(self.lab, SERIAL, after=self.attested_at)  # and for the LDevID's new key
+        if not self.authenticate(STEPS[4], f"accept VLAN {SEGMENTS['production']}",
+                                 f"attestation {attestation_verdict(token)}"):
             return
         self.app.owner_ca.revoke(format(cert.serial_number, "x"), reason="key compromise", now=datetime.now(UTC),
                                  actor="lab-operator")
@@ -256,14 +260,14 @@ def format_onboarding(story: OnboardStory) -> str:
                    r.detail) for r in story.rows])
 
 
-def _verdict(body: dict[str, object]) -> str:
+def attestation_verdict(body: dict[str, object]) -> str:
     """The REST API's answer to the verifier's post, in a few words."""
     reasons = body.get("reasons")
     text = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else str(body)
     return ("accepted: " if body.get("accepted") else "REFUSED: ") + text
 
 
-def _attest(lab: Lab, serial: str, after: datetime | None = None) -> dict[str, object]:
+def attest_device(lab: Lab, serial: str, after: datetime | None = None) -> dict[str, object]:
     """The lab's verifier posts an affirming result for the key of ``serial``'s current certificate, sending the
     certificate with it (the registry learnt the device from RADIUS and EST, not from a certificate upload).
     ``after``: the previous result's time; tokens carry whole seconds and a second one in the same second is
