@@ -19,6 +19,7 @@ from trustport.store.sql import SqlDeviceStore
 if TYPE_CHECKING:  # the services pull in what only some commands need
     from switch_drivers import DriverRegistry
     from switch_drivers.inventory import Inventory
+    from trustport.services.accounts import AccountService
     from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.ca import OwnerCA
@@ -152,6 +153,13 @@ class App:
 
         return LifecycleService(self.config, self.store, enforcement=self.enforcement
                                 if self.config.enforcement is not None else None)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        """API tokens, dashboard users and their sessions (roles viewer / operator / admin)."""
+        from trustport.services.accounts import AccountService
+
+        return AccountService(self.config, self.store)
 
     @cached_property
     def directory(self) -> DirectorySync:

@@ -119,6 +119,7 @@ class DatabaseSettings(SettingsModel):
 class ApiToken(SettingsModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     secret: SecretStr
+    role: Literal["viewer", "operator", "admin"] = "operator"  # a verifier posting results is an operator
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -129,15 +130,40 @@ class ApiToken(SettingsModel):
         return secret
 
 
+Role = Literal["viewer", "operator", "admin"]
+
+
 class ApiSettings(SettingsModel):
+    """The REST API and the dashboard (``trustport api serve``). Tokens and dashboard users live in the registry
+    (``trustport tokens create``, ``trustport users add``, stored hashed); ``tokens`` here are for machines whose
+    secret is provisioned with the config (a verifier posting attestation results), each with its role."""
+
     listen_address: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    tokens: list[ApiToken] = Field(min_length=1)
+    tokens: list[ApiToken] = Field(default_factory=list)
+    tls_certificate: Path | None = None  # PEM chain; with tls_key, the API and dashboard are served over HTTPS
+    tls_key: Path | None = None
+    session_minutes: int = Field(default=480, ge=5, le=10080)  # a dashboard login lasts this long
+    dashboard: bool = True
 
     @field_validator("tokens")
     @classmethod
     def _token_names(cls, value: list[ApiToken]) -> list[ApiToken]:
         return unique(value, ("api", "tokens"), "API token")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("give both tls_certificate and tls_key, or neither (plain HTTP on the listen address)")
+        return self
+
+
+class MetricsSettings(SettingsModel):
+    """Where the RADIUS hook and the worker leave their counters for the process that serves ``/metrics``."""
+
+    directory: Path = Path("metrics")  # relative to the config file; the hook (radiusd's user) must write it
+    flush_seconds: float = Field(default=5.0, gt=0, le=300)
+    enabled: bool = True
 
 
 class NasSettings(SettingsModel):
@@ -189,6 +215,7 @@ class TrustportConfig(SettingsModel):
     ca: CaSettings | None = None
     enrollment: EnrollmentConfig | None = None  # the EST server (trustport est serve)
     directory: DirectoryConfig | None = None  # device records synced from OpenLDAP / Active Directory
+    metrics: MetricsSettings = MetricsSettings()
     base_dir: Path = Path()
     config_file: Path | None = None  # set by the loader (the hook reloads the policy from it); not read from YAML
 
@@ -274,6 +301,8 @@ class TrustportConfig(SettingsModel):
                 "directory": self.mud.directory_path(self.base_dir),
                 "signers": [self.path(p) for p in self.mud.signers]}),
             attestation=None if att is None else att.resolved(self.base_dir),
+            metrics_dir=self.path(self.metrics.directory) if self.metrics.enabled else None,
+            metrics_flush_seconds=self.metrics.flush_seconds,
         )
 
 

@@ -72,6 +72,9 @@ class HookSettings(BaseModel):
     policy_revision: str = ""  # PolicyDocument.revision(); a hand-edited hook.json that disagrees is refused
     # the trustport YAML these settings come from: the hook re-reads it when it changes (one policy at run time)
     config_file: Path | None = None
+    # where the hook leaves its counters (latency, outcomes) for /metrics; None: metrics off
+    metrics_dir: Path | None = None
+    metrics_flush_seconds: float = Field(default=5.0, gt=0)
     _rules: SegmentRules = PrivateAttr()
 
     @model_validator(mode="after")

@@ -300,6 +300,59 @@ directory_status = sa.Table(
     sa.Column("consecutive_failures", sa.Integer, nullable=False),
 )
 
+# API tokens (``trustport tokens create``): only the SHA-256 of the secret is kept; the secret is shown once.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),  # viewer | operator | admin
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Column("last_used_at", UtcDateTime),
+)
+
+# Dashboard logins (``trustport users add``): scrypt password hashes.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("disabled_at", UtcDateTime),
+)
+
+# A dashboard login: the cookie's SHA-256 (the cookie itself is never stored) and its CSRF token.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+
+# Writes that are not a device's lifecycle (tokens, users, jobs retried or cancelled, sessions added or cleared):
+# who did what to what. A device's lifecycle actions are in lifecycle_events.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", LOG_ID, primary_key=True),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_audit_log_time", "time"),
+)
+
 # Every certificate the owner CA issued (trustport.services.ca): the CRL is built from the revoked ones, and a
 # re-issue records which certificate replaced which.
 issued_certificates = sa.Table(

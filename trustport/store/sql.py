@@ -71,8 +71,9 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})  # made before trustport_meta
 # Tables added after registries were already in use: one that lacks only these is outdated, not corrupt, and
 # 'trustport db init' adds them. Every new table goes here.
-_ADDED_TABLES: Final = frozenset({"attestation_seen", "device_certificates", "directory_links",
-                                  "directory_status", "issued_certificates", "radius_servers"})
+_ADDED_TABLES: Final = frozenset({"api_tokens", "attestation_seen", "audit_log", "device_certificates",
+                                  "directory_links", "directory_status", "issued_certificates", "radius_servers",
+                                  "users", "web_sessions"})
 # Nullable columns added to existing tables later: a registry that lacks only these is outdated too, and
 # 'trustport db init' adds them (ALTER TABLE ... ADD COLUMN). Every new column of an existing table goes here.
 _ADDED_COLUMNS: Final[Mapping[str, frozenset[str]]] = {
