@@ -17,14 +17,10 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
-from policy.errors import TrustportError
+from policy.errors import DirectoryError
 from trustport.settings.directory import DirectoryConfig
 
 RawEntry = tuple[str, Mapping[str, Sequence[bytes]]]
-
-
-class DirectoryError(TrustportError):
-    """The directory could not be read; the last synced data stays in force."""
 
 
 class DirectoryUnreachable(DirectoryError):

@@ -38,9 +38,9 @@ from policy.directory import (
     reconcile,
     removed_share,
 )
-from policy.errors import StoreError, TrustportError
+from policy.errors import DirectoryError, StoreError, TrustportError
 from policy.model import LifecycleState
-from trustport.directory.client import DirectoryError, LdapDirectory
+from trustport.directory.client import LdapDirectory
 from trustport.services.lifecycle import UPDATE, ActionRequest, ActionResult, LifecycleService
 from trustport.settings.config import TrustportConfig
 from trustport.settings.directory import DirectoryConfig

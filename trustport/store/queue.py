@@ -97,6 +97,10 @@ class JobStateError(EnforcementError):
     """An operator action that the job's state does not allow (the message says why and what to do)."""
 
 
+class JobNotFound(JobStateError):
+    """No enforcement job has this id."""
+
+
 # -- the changes a worker makes (pure) -----------------------------------------------------------------------
 
 def progress(job: Job, messages: Sequence[str], *, step: int, lease: timedelta, bounce_over: bool = False
@@ -353,7 +357,7 @@ class SqlJobQueue:
     def _row(conn: Connection, job_id: int) -> Row[Any]:
         row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         if row is None:
-            raise JobStateError(f"no enforcement job {job_id}; 'trustport jobs list' shows them")
+            raise JobNotFound(f"no enforcement job {job_id}; 'trustport jobs list' shows them")
         return row
 
     def get(self, job_id: int) -> Job | None:

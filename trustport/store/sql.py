@@ -622,6 +622,14 @@ class SqlDeviceStore:
             location=m["location"],
         )
 
+    def device_from_row(self, row: Row[Any]) -> DeviceRecord:
+        """A ``devices`` row another repository selected, as a record (the same checks as every read)."""
+        return self._record(row)
+
+    def decision_from_row(self, row: Row[Any]) -> DecisionLogEntry:
+        """A ``decision_log`` row another repository selected, as an entry."""
+        return self._entry(row)
+
     def _one(self, conn: Connection, where: sa.ColumnElement[bool]) -> DeviceRecord | None:
         row = conn.execute(sa.select(devices).where(where).order_by(devices.c.id).limit(1)).first()
         return None if row is None else self._record(row)
