@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the services pull in what only some commands need
     from trustport.services.attestation import AttestationService
     from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.ca import OwnerCA
+    from trustport.services.console import ConsoleService
     from trustport.services.directory import DirectorySync
     from trustport.services.enforcement import Enforcement
     from trustport.services.lifecycle import LifecycleService
@@ -160,6 +161,13 @@ class App:
         from trustport.services.accounts import AccountService
 
         return AccountService(self.config, self.store)
+
+    @cached_property
+    def console(self) -> ConsoleService:
+        """What the REST API and the dashboard read: overview, devices, one device's story, live decisions."""
+        from trustport.services.console import ConsoleService
+
+        return ConsoleService(self.config, self.store)
 
     @cached_property
     def directory(self) -> DirectorySync:
