@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from policy.errors import TrustportError
-from policy.text import SafeFormatter, safe_text
+from policy.text import safe_text
+from trustport import logs
 
 config_option = click.option(
     "--config", "config_file", type=click.Path(path_type=Path), envvar="TRUSTPORT_CONFIG",
@@ -73,16 +74,67 @@ class TrustportGroup(click.Group):
             sys.exit(2)
 
 
+@dataclass(frozen=True)
+class LogSettings:
+    """``trustport --log-format/--log-level``; ``level`` None: the command's default (warning, info for the
+    long-running ones)."""
+
+    fmt: logs.LogFormat = "text"
+    level: str | None = None
+
+
+LOG_SETTINGS_KEY = "trustport.log_settings"
+# commands that run until stopped: they log what they do at info unless --log-level says otherwise. Not the
+# one-shot 'directory sync' (its --json goes to scripts); the worker's scheduled sync logs at the worker's level.
+LONG_RUNNING = frozenset({"worker", "est serve", "api serve"})
+
+
+def _log_settings(ctx: click.Context | None) -> LogSettings:
+    if ctx is None:
+        return LogSettings()
+    found = ctx.meta.get(LOG_SETTINGS_KEY)
+    return found if isinstance(found, LogSettings) else LogSettings()
+
+
+def _command_name(ctx: click.Context) -> str:
+    """``"est serve"`` for ``trustport est serve``: the command's path without the program's name."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def setup_logging(ctx: click.Context, fmt: logs.LogFormat = "text", level: str | None = None) -> None:
+    """The group's ``--log-format``/``--log-level``: kept for the command (``serve_logging``) and applied now
+    with the one-shot default (warning), so anything logged while the command starts is formatted too."""
+    settings = LogSettings(fmt, level)
+    ctx.meta[LOG_SETTINGS_KEY] = settings
+    logs.configure(settings.fmt, settings.level or logging.WARNING)
+
+
+def serve_logging(ctx: click.Context | None = None) -> LogSettings:
+    """For a long-running command (worker, est serve, api serve): logs at info unless ``--log-level`` was given,
+    in the chosen format. The settings applied (level resolved), e.g. for ``api serve``:
+    ``uvicorn.Config(..., log_config=logs.uvicorn_log_config(settings.fmt, settings.level))``."""
+    ctx = ctx if ctx is not None else click.get_current_context(silent=True)
+    chosen = _log_settings(ctx)
+    level = chosen.level or "info"
+    logs.configure(chosen.fmt, level)
+    return LogSettings(chosen.fmt, level)
+
+
 def install_safe_logging(level: int = logging.WARNING) -> None:
-    """Send Python logging (drivers, trust store, MUD lookup) to stderr through ``SafeFormatter``, unless the
-    root logger already has a handler; without one, logging's last-resort handler would print messages raw."""
-    root = logging.getLogger()
-    if root.handlers:
+    """Send Python logging (drivers, trust store, MUD lookup) to stderr through ``logs.configure`` (timestamps,
+    levels, untrusted text escaped by ``SafeFormatter``, or JSON lines), honouring ``--log-format`` and
+    ``--log-level``; a long-running command (``LONG_RUNNING``) logs at info by default. Without a handler,
+    logging's last-resort handler would print messages raw."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _command_name(ctx) in LONG_RUNNING:
+        serve_logging(ctx)
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
+    settings = _log_settings(ctx)
+    logs.configure(settings.fmt, settings.level or level)
 
 
 def now_utc() -> datetime:

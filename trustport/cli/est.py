@@ -25,7 +25,7 @@ def est_serve(listen: str | None, port: int | None, config_file: Path) -> None:
     """Serve /.well-known/est/{cacerts,simpleenroll,simplereenroll,csrattrs} until interrupted."""
     from trustport.est.server import build_server, serve
 
-    cli_base.install_safe_logging()
+    cli_base.serve_logging()  # requests and handshakes at info unless --log-level says otherwise
     with App(load_config(config_file)) as app:
         server = build_server(app, listen=listen, port=port)
         host, bound = server.server_address[:2]

@@ -124,7 +124,9 @@ class EstHandler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("EST %s: %s", self.client_address[0], safe_text(format % args, 300))
+        # the request line is the client's: escaped (and cut) before it reaches a log line of either format
+        log.info("EST %s: %s", self.client_address[0], safe_text(format % args, 300),
+                 extra={"client": self.client_address[0]})
 
     # -- answers ------------------------------------------------------------------------------------------------
 
