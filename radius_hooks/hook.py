@@ -30,6 +30,7 @@ from radius_hooks.attributes import (
     request_pairs,
 )
 from trustport.app import build_authorizer
+from trustport.observability.hook_counters import HookCounters
 from trustport.services.authorize import Authorizer, device_label
 from trustport.settings.hook import HookSettings
 from trustport.store.sessions import ACCT_KINDS
@@ -146,6 +147,7 @@ class Hook:
         self._next_touch = 0.0
         self._reload_lock = threading.Lock()
         self.loaded_at: datetime | None = None
+        self.counters: HookCounters | None = None  # None: metrics off (settings.metrics_dir None)
 
     def log(self, level: int, message: str) -> None:
         """One radiusd log line; serials, subjects, MACs and User-Names in ``message`` are shown escaped."""
@@ -167,6 +169,7 @@ class Hook:
             self._settings_path = Path(path).resolve()
             self._config_file = settings.config_file
             self.authorizer = build_authorizer(settings)
+            self._configure_metrics(settings)
             for message in self.authorizer.trust.errors:
                 self.log(self.radiusd.L_WARN, message)
             self.log(self.radiusd.L_INFO, f"loaded {len(self.authorizer.trust.anchors)} trust anchor CA(s), "
@@ -186,6 +189,41 @@ class Hook:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             self.log(self.radiusd.L_ERR, f"cannot start: {self.startup_error}")
             return -1
+
+    def _configure_metrics(self, settings: HookSettings) -> None:
+        """Counters on (kept across a reload that moves their directory) or off; never stops the hook."""
+        try:
+            old = self.counters
+            if settings.metrics_dir is None:
+                self.counters = None
+                return
+            if old is not None and old.directory == settings.metrics_dir \
+                    and old.flush_seconds == settings.metrics_flush_seconds:
+                return
+            counters = HookCounters(settings.metrics_dir, settings.metrics_flush_seconds, self.server_id(),
+                                    report=lambda message: self.log(self.radiusd.L_WARN, message))
+            if old is not None:  # same process: the counts go on in the new file
+                counters.started_at, counters.authentications, counters.latency = \
+                    old.started_at, old.authentications, old.latency
+                counters.registry_errors, counters.failed_closed = old.registry_errors, old.failed_closed
+            self.counters = counters
+            counters.flush()  # the process is visible at once (and an unwritable directory is reported at start)
+        except Exception as exc:
+            self.log(self.radiusd.L_WARN, f"metrics off: {type(exc).__name__}: {exc}")
+
+    def _count(self, outcome: str, segment: str | None = None, *, closed: bool = False,
+               registry: bool = False) -> None:
+        """One authentication's outcome (and why it failed closed) in the metrics counters."""
+        counters = self.counters
+        if counters is None:
+            return
+        with contextlib.suppress(Exception):  # metrics never affect the authentication
+            if outcome:
+                counters.authentication(outcome, segment)
+            if closed:
+                counters.failed_closed += 1
+            if registry:
+                counters.registry_errors += 1
 
     def _log_registry_health(self, authorizer: Authorizer) -> None:
         """Say at start whether the registry is usable. A damaged or missing one does not stop radiusd: the
@@ -275,6 +313,7 @@ class Hook:
                 and new.settings == old.settings:
             return  # touched, not changed
         self.authorizer = new
+        self._configure_metrics(new.settings)
         if not same_db:
             with contextlib.suppress(Exception):
                 old.store.close()
@@ -294,20 +333,30 @@ class Hook:
 
     def check_eap_tls(self, p: Any) -> int | tuple[int, dict[str, ReplyPairs]]:
         """The decision, once per EAP-TLS authentication, after OpenSSL verified the chain."""
+        counters = self.counters
+        started = counters.clock() if counters is not None else 0.0
         try:
-            return self._check_eap_tls(p)
-        except StoreError as exc:
-            self.log(self.radiusd.L_ERR, f"reject (registry unusable, failing closed): {exc}")
-        except Exception as exc:
-            self.log(self.radiusd.L_ERR, f"reject (internal error, failing closed): {type(exc).__name__}: {exc}")
-        with contextlib.suppress(Exception):  # our own reject: post_auth must not log it as a TLS failure
-            pairs = request_pairs(p)
-            self._remember_reject(_serial_of(pairs), network_context(pairs))
-        return self.radiusd.RLM_MODULE_REJECT
+            try:
+                return self._check_eap_tls(p)
+            except StoreError as exc:
+                self._count(Outcome.REJECT.value, closed=True, registry=True)
+                self.log(self.radiusd.L_ERR, f"reject (registry unusable, failing closed): {exc}")
+            except Exception as exc:
+                self._count(Outcome.REJECT.value, closed=True)
+                self.log(self.radiusd.L_ERR, f"reject (internal error, failing closed): {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):  # our own reject: post_auth must not log it as a TLS failure
+                pairs = request_pairs(p)
+                self._remember_reject(_serial_of(pairs), network_context(pairs))
+            return self.radiusd.RLM_MODULE_REJECT
+        finally:
+            if counters is not None:
+                with contextlib.suppress(Exception):  # latency, and the snapshot when one is due
+                    counters.done("check_eap_tls", started)
 
     def _check_eap_tls(self, p: Any) -> int | tuple[int, dict[str, ReplyPairs]]:
         if self.authorizer is None:
             self.log(self.radiusd.L_ERR, f"reject: hook not initialised ({self.startup_error})")
+            self._count(Outcome.REJECT.value, closed=True)
             return self.radiusd.RLM_MODULE_REJECT
         try:
             self.check_policy()
@@ -323,6 +372,7 @@ class Hook:
             self.authorizer.record(now, None, f"malformed request from {context.calling_station_id}", context,
                                    Decision(Outcome.REJECT, None, None, (f"request: {exc}",)))
             self._remember_reject(_serial_of(pairs), context)  # post_auth must not log it again as a TLS failure
+            self._count(Outcome.REJECT.value)
             return self.radiusd.RLM_MODULE_REJECT
         result = self.authorizer.authorize(facts, context, now)
         self._touch_server()
@@ -332,12 +382,15 @@ class Hook:
                                       + "; ".join(decision.reasons))
         if decision.outcome is Outcome.REJECT:
             self._remember_reject(facts.cert_serial, context)
+            self._count(Outcome.REJECT.value)
             return self.radiusd.RLM_MODULE_REJECT
         now_m = time.monotonic()
         self._accepted = {k: v for k, v in self._accepted.items() if now_m - v[0] < DEDUP_SECONDS}
         self._accepted[(facts.cert_serial, context.calling_station_id or "")] = (
             now_m, result.device.id if result.device else None, decision)
-        return self.radiusd.RLM_MODULE_UPDATED, {"reply": vlan_reply(decision)}
+        reply = vlan_reply(decision)
+        self._count(decision.outcome.value, decision.segment)
+        return self.radiusd.RLM_MODULE_UPDATED, {"reply": reply}
 
     def _remember_reject(self, serial: str, context: NetworkContext) -> None:
         now = time.monotonic()
@@ -346,6 +399,16 @@ class Hook:
 
     def post_auth(self, p: Any) -> int:
         """Never authorizes. In Post-Auth-Type REJECT, logs a reject that our policy did not take (TLS failure)."""
+        counters = self.counters
+        started = counters.clock() if counters is not None else 0.0
+        try:
+            return self._post_auth(p)
+        finally:
+            if counters is not None:
+                with contextlib.suppress(Exception):
+                    counters.done("post_auth", started)
+
+    def _post_auth(self, p: Any) -> int:
         try:
             if not self._is_reject(p):
                 self._record_session(p)
@@ -361,10 +424,12 @@ class Hook:
             reasons = ("rejected by FreeRADIUS before policy: " + "; ".join(why),
                        f"unverified certificate subject {subject} issuer {issuer}")
             self.log(self.radiusd.L_AUTH, f"reject mac={context.calling_station_id}: " + "; ".join(reasons))
+            self._count(Outcome.REJECT.value)  # an authentication rejected before policy (TLS): counted here
             if self.authorizer is not None:
                 self.authorizer.record(self.clock(), None, f"unverified: {subject}", context,
                                        Decision(Outcome.REJECT, None, None, reasons))
         except Exception as exc:
+            self._count("", registry=isinstance(exc, StoreError))
             self.log(self.radiusd.L_ERR, f"post_auth logging failed: {type(exc).__name__}: {exc}")
         return self.radiusd.RLM_MODULE_NOOP
 
@@ -397,8 +462,13 @@ class Hook:
                                                 self.clock())
             return self.radiusd.RLM_MODULE_OK
         except Exception as exc:
+            self._count("", registry=isinstance(exc, StoreError))
             self.log(self.radiusd.L_ERR, f"accounting not recorded (NAS will retransmit): {type(exc).__name__}: {exc}")
             return self.radiusd.RLM_MODULE_FAIL
+        finally:
+            if self.counters is not None:
+                with contextlib.suppress(Exception):  # accounting has no latency metric; a due snapshot only
+                    self.counters.tick()
 
     @staticmethod
     def _is_reject(p: Any) -> bool:
@@ -409,6 +479,9 @@ class Hook:
         return eap.lower().startswith("0x04")
 
     def detach(self, p: Any) -> int:
+        if self.counters is not None:
+            with contextlib.suppress(Exception):  # the last counts of this process
+                self.counters.flush()
         try:
             if self.authorizer is not None:
                 self.authorizer.store.close()

@@ -113,6 +113,9 @@ def render(config: TrustportConfig, out: Path) -> list[Path]:
     written: list[Path] = []
     for directory in ("log", "run", "certs/empty"):
         (out / directory).mkdir(parents=True, exist_ok=True)
+    metrics_dir = config.path(config.metrics.directory) if config.metrics.enabled else None
+    if metrics_dir is not None:
+        metrics_dir.mkdir(parents=True, exist_ok=True)
     for source in sorted(templates.rglob("*")):
         if not source.is_file():
             continue
@@ -133,6 +136,12 @@ def render(config: TrustportConfig, out: Path) -> list[Path]:
     written += [anchors, settings]
     if config.radius.run_as_user:
         _hand_over(out, config.radius.run_as_user)
+        if metrics_dir is not None:  # the hook writes its counters there (the directory only, not what is in it)
+            try:
+                shutil.chown(metrics_dir, user=config.radius.run_as_user, group=config.radius.run_as_user)
+            except (LookupError, PermissionError) as exc:
+                raise ConfigError(f"cannot hand the metrics directory {metrics_dir} over to user "
+                                  f"{config.radius.run_as_user!r} ({exc})") from exc
     return written
 
 
@@ -314,6 +323,9 @@ def radiusd_needs(config: TrustportConfig, out: Path) -> list[Need]:
         needs += [Need("MUD signer", config.path(p), READ) for p in config.mud.signers]
     if config.attestation is not None:
         needs += [Need(f"verifier key {k.name}", config.path(k.file), READ) for k in config.attestation.verifier_keys]
+    if config.metrics.enabled:  # the hook leaves its counters there for /metrics
+        needs.append(Need("metrics directory", config.path(config.metrics.directory), WRITE, directory=True,
+                          hand_over=True))
     url = config.database_url()
     if url.startswith("sqlite:///"):
         registry = Path(url[len("sqlite:///"):])
