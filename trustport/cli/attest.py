@@ -123,7 +123,8 @@ def api_group() -> None:
               help="concurrent connections beyond which the server answers 503")
 @config_option
 def api_serve(request_timeout: float, keep_alive: int, max_connections: int, config_file: Path) -> None:
-    """Serve the REST API (OpenAPI at /docs) on the configured address."""
+    """Serve the REST API (OpenAPI at /docs) and the dashboard (/ui) on the configured address; over HTTPS (TLS 1.2
+    or later) when api.tls_certificate and api.tls_key are set ('trustport ca server-cert' issues one)."""
     import uvicorn
 
     from trustport.api import ApiLimits, create_app, server_config
@@ -133,4 +134,15 @@ def api_serve(request_timeout: float, keep_alive: int, max_connections: int, con
                        max_connections=max_connections)
     app = create_app(config, limits=limits)
     assert config.api is not None  # create_app refuses a config without it
-    uvicorn.Server(server_config(app, config.api.listen_address, config.api.port, limits)).run()
+    api = config.api
+    try:  # trustport's log format for uvicorn's lines too; uvicorn's default config without the module
+        from trustport.logs import uvicorn_log_config
+    except ImportError:
+        log_config = None
+    else:
+        settings = cli_base.serve_logging()
+        log_config = uvicorn_log_config(settings.fmt, settings.level or "INFO")
+    cert = config.path(api.tls_certificate) if api.tls_certificate is not None else None
+    key = config.path(api.tls_key) if api.tls_key is not None else None
+    uvicorn.Server(server_config(app, api.listen_address, api.port, limits, tls_certificate=cert, tls_key=key,
+                                 log_config=log_config)).run()

@@ -168,3 +168,33 @@ def ca_crl(renew_if_due: bool, config_file: Path) -> None:
     if status.expired:
         cli_base.echo_safe(f"error: {safe_text(status.problem or 'the CRL has expired')}", err=True)
         sys.exit(1)
+
+
+@ca_group.command("server-cert")
+@click.option("--dns", "dns_names", multiple=True, help="a DNS name the API / dashboard is reached by (repeatable)")
+@click.option("--ip", "ip_addresses", multiple=True, help="an IP address it is reached by (repeatable)")
+@click.option("--out-cert", type=click.Path(path_type=Path), required=True,
+              help="write the certificate (PEM, then the CA chain): api.tls_certificate")
+@click.option("--out-key", type=click.Path(path_type=Path), required=True,
+              help="write its new private key (PEM, mode 0600): api.tls_key")
+@click.option("--days", default=397, show_default=True, type=click.IntRange(1, 825), help="validity")
+@config_option
+def ca_server_cert(dns_names: tuple[str, ...], ip_addresses: tuple[str, ...], out_cert: Path, out_key: Path,
+                   days: int, config_file: Path) -> None:
+    """Issue a TLS server certificate (serverAuth, SAN) for 'trustport api serve', signed by the owner CA; clients
+    verify it with the CA certificate (ca.certificate)."""
+    from trustport.services.ca import issue_server_certificate, write_atomically
+
+    config = load_config(config_file, check_files=False)
+    with App(config) as app:
+        issued = issue_server_certificate(app.owner_ca, dns_names=list(dns_names), ip_addresses=list(ip_addresses),
+                                          now=cli_base.now_utc(), days=days)
+    try:
+        write_atomically(out_key, issued.key_pem, 0o600)
+        write_atomically(out_cert, issued.certificate_pem, 0o644)
+    except OSError as exc:
+        raise IssuanceError(f"cannot write the server certificate or key: {exc.strerror or exc}") from exc
+    cli_base.echo_safe(f"issued server certificate serial {issued.cert_serial} for "
+                       f"{', '.join([*dns_names, *ip_addresses])}, valid until {issued.not_after.isoformat()}: "
+                       f"{out_cert} (key {out_key}, 0600)")
+    click.echo("set api.tls_certificate and api.tls_key to these files, then restart 'trustport api serve'")

@@ -439,15 +439,18 @@ for _action in ACTIONS.values():
 
 @click.command("lab")
 @click.option("--workdir", type=click.Path(path_type=Path), help="keep the lab's files here (default: temporary)")
-def lab_command(workdir: Path | None) -> None:
+@click.option("--dashboard", is_flag=True, help="after the stories, keep the lab running with the dashboard on a "
+              "loopback URL (and a worker) until Ctrl-C")
+def lab_command(workdir: Path | None, dashboard: bool) -> None:
     """Run the demo lab: real FreeRADIUS + eapol_test, one client per scenario, and print what each got."""
     try:
+        from trustport_lab.console import hold
         from trustport_lab.lab import run_lab
     except ModuleNotFoundError as exc:  # the lab's simulators need the lab extra (asyncssh, httpx)
         raise click.ClickException(f"trustport lab needs the lab extra ({exc.name} is not installed): "
                                    "pip install 'trustport[lab]'") from exc
 
-    run = run_lab(workdir, echo=click.echo)
+    run = run_lab(workdir, echo=click.echo, hold=hold(click.echo) if dashboard else None)
     rows, story, onboarding = run.rows, run.story, run.onboarding
     bad = [r for r in rows if not r.as_expected]
     bad_story = [s for s in story if s.after != 999 or "VLAN 999" not in s.reauth]
@@ -481,6 +484,7 @@ def _story_line(name: str, story: Any, missing: str, steps: int, summary: str) -
 
 
 def register(cli: click.Group) -> None:
+    from trustport.cli.accounts import tokens_group, users_group
     from trustport.cli.attest import api_group, attest_group
     from trustport.cli.ca import ca_group
     from trustport.cli.enforce import jobs_group, sessions_group, worker_command
@@ -490,7 +494,7 @@ def register(cli: click.Group) -> None:
 
     for command in (config_group, policy_group, radius_group, decide_command, devices_group, lab_command,
                     attest_group, api_group, worker_command, jobs_group, sessions_group, switch, coa, mud,
-                    ca_group, pki_group):
+                    ca_group, pki_group, tokens_group, users_group):
         cli.add_command(command)
     from trustport.cli.directory import directory_group
     from trustport.cli.est import est_group

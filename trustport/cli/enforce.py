@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import ipaddress
+import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from policy.errors import TrustportError
-from policy.model import NetworkContext
 from policy.text import safe_text
 from trustport.app import App
 from trustport.cli import base as cli_base
@@ -27,7 +25,7 @@ from trustport.cli.base import config_option
 from trustport.services.devices import resolve_device
 from trustport.settings.config import TrustportConfig, load_config
 from trustport.store.queue import FINISHED, STATES, Job, SqlJobQueue, last_results
-from trustport.store.sessions import SqlSessionStore, normalise_mac
+from trustport.store.sessions import SessionInputError, SqlSessionStore, manual_context
 from trustport.worker.metrics import render as render_metrics
 
 if TYPE_CHECKING:
@@ -38,10 +36,23 @@ def _actor() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser() or "cli"
 
 
-MAX_SESSION_TEXT = 64  # a hand-typed NAS name or port: what a NAS-Identifier / NAS-Port-Id looks like
-MAC_RE = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){5}")
 CRL_CHECK_SECONDS = 60.0  # how often the worker checks whether the owner CA's CRL is due for renewal
 actor_option = click.option("--actor", default=_actor, show_default="the invoking user", help="who (job log)")
+
+
+worker_log = logging.getLogger("trustport.worker")  # the worker's job events (trustport.worker.loop logs there too)
+
+
+def _log_job_event(job: Job, message: str, finished: int) -> None:
+    """One worker event as a ``trustport.worker`` log line: error when the job failed, warning for a retry, a
+    fallback, a job taken over or cancelled, info for progress and done."""
+    quiet = job.state in ("done", "running") and not any(
+        word in message for word in ("retry", "falling back", "no longer ours"))
+    level = logging.ERROR if job.state == "failed" else logging.INFO if quiet else logging.WARNING
+    # the message quotes switch output and exception text: the formatter escapes it (text) or JSON-encodes it
+    worker_log.log(level, "[%d finished] job #%d (%s): %s", finished, job.id, job.reason, message,
+                   extra={"job_id": job.id, "reason": job.reason, "state": job.state, "device": job.device_id,
+                          "finished": finished})
 
 
 @click.command("worker")
@@ -54,21 +65,25 @@ actor_option = click.option("--actor", default=_actor, show_default="the invokin
 @config_option
 def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None, concurrency: int,
                    config_file: Path) -> None:
-    """Apply queued enforcement jobs through the switch drivers (per-switch lock, read-back, retries)."""
+    """Apply queued enforcement jobs through the switch drivers (per-switch lock, read-back, retries).
+
+    Job events are log lines of ``trustport.worker`` on stderr (info: progress and done, warning: retries and
+    fallbacks, error: failed; fields job_id, reason, state, device, finished in ``--log-format json``); the last
+    line, the queue's summary, is on stdout."""
     import threading
 
+    cli_base.serve_logging()  # info unless --log-level says otherwise
     config = load_config(config_file)
     app = App(config)
     enforcement = app.enforcement
-    finished = {"n": 0}
+    finished: set[int] = set()  # the jobs that ended here (a job's last change may carry several messages)
     count_lock = threading.Lock()
 
     def report(job: Job, message: str) -> None:
-        if job.state in ("done", "failed") or "retry" in message or "falling back" in message:
-            with count_lock:
-                finished["n"] += job.state in ("done", "failed")
-                n = finished["n"]
-            cli_base.echo_safe(f"[{n} finished] job #{job.id} ({job.reason}): {message}")  # untrusted text
+        with count_lock:
+            finished.update([job.id] if job.state in ("done", "failed") else [])
+            n = len(finished)
+        _log_job_event(job, message, n)
 
     worker = app.worker(concurrency=concurrency, worker_id=worker_id, on_event=report)
     stopping = {"flag": False}
@@ -93,10 +108,10 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
             try:  # the owner CA's CRL is re-issued before it expires, so LDevIDs are never refused for a stale one
                 renewed = app.owner_ca.renew_crl_if_due(now)
             except TrustportError as exc:
-                cli_base.echo_safe(f"owner CA: cannot renew the CRL: {exc}", err=True)
+                worker_log.error("owner CA: cannot renew the CRL: %s", exc)
             else:
                 if renewed is not None:
-                    cli_base.echo_safe(f"owner CA: CRL re-issued before it expired: {renewed}")
+                    worker_log.info("owner CA: CRL re-issued before it expired: %s", renewed)
 
     try:
         housekeeping()
@@ -391,18 +406,10 @@ def sessions_list(device: str | None, as_json: bool, config_file: Path) -> None:
 @config_option
 def sessions_add(device: str, nas: str, nas_port: str, mac: str, vlan: int | None, config_file: Path) -> None:
     """Record by hand where a device is connected, for NASes that send no RADIUS accounting."""
-    for option, value in (("--nas", nas), ("--port", nas_port)):
-        if not value or len(value) > MAX_SESSION_TEXT or not value.isprintable() or value != value.strip():
-            raise click.BadParameter(f"1-{MAX_SESSION_TEXT} printable characters without surrounding blanks, not "
-                                     f"{safe_text(value, limit=40)!r}", param_hint=option)
-    if not MAC_RE.fullmatch(normalise_mac(mac)):
-        raise click.BadParameter(f"a MAC address such as 02:00:00:00:00:01 or 02-00-00-00-00-01, not "
-                                 f"{safe_text(mac, limit=40)!r}", param_hint="--mac")
     try:
-        ipaddress.ip_address(nas)
-        context = NetworkContext(nas_ip=nas, nas_port=nas_port, calling_station_id=mac)
-    except ValueError:
-        context = NetworkContext(nas_identifier=nas, nas_port=nas_port, calling_station_id=mac)
+        context = manual_context(nas, nas_port, mac)  # the same checks as the REST API's POST /v1/sessions
+    except SessionInputError as exc:
+        raise click.BadParameter(safe_text(str(exc)), param_hint=f"--{exc.field}") from exc
     store = App.from_file(config_file).store
     try:
         record = resolve_device(store, device)

@@ -372,3 +372,64 @@ def init_ca(config: TrustportConfig, *, now: datetime, cert_file: Path | None = 
         if problem is not None:
             problems.append(problem)
     return CaInit(cert_path, key_path, not adopt, oneline_dn(cert.subject), crl_path, snippet, tuple(problems))
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    """A TLS server certificate the owner CA signed (``trustport ca server-cert``), its new key (PEM, PKCS#8)."""
+
+    certificate_pem: bytes  # the server certificate, then the CA chain
+    key_pem: bytes
+    cert_serial: str
+    not_after: datetime
+
+
+def issue_server_certificate(owner_ca: OwnerCA, *, dns_names: list[str], ip_addresses: list[str], now: datetime,
+                             days: int = 397) -> ServerCertificate:
+    """A server certificate for the REST API / dashboard: a new P-256 key, SAN with every name and address,
+    extended key usage serverAuth only, not a CA; signed by the owner CA. Not recorded as an LDevID."""
+    import ipaddress
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from policy.issuance import _sign_hash
+
+    if not dns_names and not ip_addresses:
+        raise IssuanceError("a server certificate needs at least one --dns name or --ip address")
+    if not 1 <= days <= 825:
+        raise IssuanceError(f"a server certificate is valid 1 to 825 days, not {days}")
+    sans: list[x509.GeneralName] = []
+    for name in dns_names:
+        label = name.strip().lower().rstrip(".")
+        if not label or len(label) > 253 or not all(
+                part and len(part) <= 63 and all(c.isascii() and (c.isalnum() or c == "-") for c in part)
+                for part in label.removeprefix("*.").split(".")):
+            raise IssuanceError(f"--dns {name[:80]!r} is not a DNS name (letters, digits, '-', dots)")
+        sans.append(x509.DNSName(label))
+    for address in ip_addresses:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(address)))
+        except ValueError as exc:
+            raise IssuanceError(f"--ip {address[:80]!r} is not an IP address") from exc
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = owner_ca.certificate
+    common_name = dns_names[0] if dns_names else ip_addresses[0]
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(random_serial())
+               .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+               .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                   ca_cert.public_key()), critical=False))  # type: ignore[arg-type]
+    cert = builder.sign(owner_ca._key, _sign_hash(owner_ca._key))
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *owner_ca.certificates()])
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return ServerCertificate(chain, key_pem, format_serial(cert.serial_number), cert.not_valid_after_utc)

@@ -4,6 +4,8 @@ session records is what RADIUS assigned until a switch read it back (``vlan_read
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +22,34 @@ ACCT_KINDS = frozenset({"Start", "Interim-Update", "Stop", "Accounting-On", "Acc
 
 
 MANUAL = "manual"
+MAX_SESSION_TEXT = 64  # a hand-typed NAS name or port: what a NAS-Identifier / NAS-Port-Id looks like
+MAC_RE = re.compile(r"[0-9A-F]{2}(?:-[0-9A-F]{2}){5}")
+
+
+class SessionInputError(ValueError):
+    """A hand-given NAS, port or MAC that cannot be recorded; ``field`` names it, the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def manual_context(nas: str, nas_port: str, mac: str) -> NetworkContext:
+    """The NetworkContext of a session recorded by hand (``sessions add``, the REST API), each value checked:
+    NAS and port 1-64 printable characters without surrounding blanks, a MAC address in any usual spelling; the
+    NAS is an IP address (NAS-IP-Address) or else a NAS-Identifier."""
+    for field, value in (("nas", nas), ("port", nas_port)):
+        if not value or len(value) > MAX_SESSION_TEXT or not value.isprintable() or value != value.strip():
+            raise SessionInputError(field, f"1-{MAX_SESSION_TEXT} printable characters without surrounding blanks, "
+                                           f"not {value[:40]!r}")
+    if not MAC_RE.fullmatch(normalise_mac(mac)):
+        raise SessionInputError("mac", f"a MAC address such as 02:00:00:00:00:01 or 02-00-00-00-00-01, not "
+                                       f"{mac[:40]!r}")
+    try:
+        ipaddress.ip_address(nas)
+    except ValueError:
+        return NetworkContext(nas_identifier=nas, nas_port=nas_port, calling_station_id=mac)
+    return NetworkContext(nas_ip=nas, nas_port=nas_port, calling_station_id=mac)
 
 
 def _view(row: Row[Any]) -> SessionView:
