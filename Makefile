@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv openssl curl freeradius freeradius-python3 freeradius-utils eapoltest slapd ldap-utils \
-                postgresql snmpd snmp hostapd wpasupplicant iproute2
+                postgresql snmpd snmp hostapd wpasupplicant iproute2 chromium chromium-driver
 PYTEST_ARGS ?=
 EXTRAS := dev,lab,postgres
 CONSTRAINTS := constraints.txt

@@ -57,12 +57,15 @@ class LabVerifier:
         self.api_token = (lab.work / "api-token").read_text().strip()
 
     def post(self, client: httpx.Client, serial: str, status: str, *, key_of: str | None = None,
-             now: datetime | None = None) -> httpx.Response:
-        """Post a result for ``serial`` attesting the key of ``key_of`` (default: its own)."""
+             now: datetime | None = None, with_certificate: bool = False) -> httpx.Response:
+        """Post a result for ``serial`` attesting the key of ``key_of`` (default: its own); ``with_certificate``
+        sends the device's certificate along (the binding for a device whose key the registry does not know)."""
         akpub = spki_der(self.lab.certificate(key_of or serial))
         ear = mint(self.key, status=status, now=now or datetime.now(UTC), akpub=akpub)
-        return client.post("/v1/attestation-results", json={"token": ear, "device": serial},
-                           headers={"Authorization": f"Bearer {self.api_token}"})
+        body = {"token": ear, "device": serial}
+        if with_certificate:
+            body["certificate"] = self.lab.devices[serial][0].read_text()
+        return client.post("/v1/attestation-results", json=body, headers={"Authorization": f"Bearer {self.api_token}"})
 
 
 def post_attestations(lab: Lab) -> list[str]:

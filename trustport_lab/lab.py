@@ -41,7 +41,7 @@ from trustport_lab.directory_story import (
     run_directory,
     unavailable,
 )
-from trustport_lab.enforce import StoryRow, apply_radius_vlan, format_story, lab_network, run_story
+from trustport_lab.enforce import LabNetwork, StoryRow, apply_radius_vlan, format_story, lab_network, run_story
 from trustport_lab.fake_verifier import new_signing_key, write_public_jwk
 from trustport_lab.forged import forge
 from trustport_lab.onboard import OnboardStory, format_onboarding, missing_tools, run_onboarding
@@ -266,7 +266,10 @@ class LabRun:
     directory_missing: str | None = None
 
 
-def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> LabRun:
+def run_lab(work: Path | None = None, echo: Callable[[str], None] = print,
+            hold: Callable[[Lab, LabNetwork, LabRun], None] | None = None) -> LabRun:
+    """Every scenario and story; ``hold`` (``trustport lab --dashboard``) is called with the lab still running,
+    before it is taken down."""
     with tempfile.TemporaryDirectory(prefix="trustport-lab-") as tmp, contextlib.ExitStack() as stack:
         base = work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -308,14 +311,18 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print) -> La
         echo("\ndirectory: directory-approved -> disabled -> outage -> removed (OpenLDAP over LDAPS)")
         if slapd is None:
             echo(f"  cannot run the directory story: {directory_missing}")
-            return LabRun(rows, story, onboarding, missing, None, directory_missing)
-        directory = run_directory(lab, network, slapd, echo)
-        echo("")
-        echo(format_directory(directory))
-        sync_time = format_sync_time(directory)
-        if sync_time is not None:
-            echo(sync_time)
-        return LabRun(rows, story, onboarding, missing, directory)
+            run = LabRun(rows, story, onboarding, missing, None, directory_missing)
+        else:
+            directory = run_directory(lab, network, slapd, echo)
+            echo("")
+            echo(format_directory(directory))
+            sync_time = format_sync_time(directory)
+            if sync_time is not None:
+                echo(sync_time)
+            run = LabRun(rows, story, onboarding, missing, directory)
+        if hold is not None:
+            hold(lab, network, run)
+        return run
 
 
 def _row(lab: Lab, scenario: Scenario, result: EapolResult) -> LabRow:
