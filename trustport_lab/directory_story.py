@@ -95,7 +95,7 @@ def directory_section(slapd: Slapd, work: Path) -> dict[str, object]:
     """The lab config's ``directory:`` section: LDAPS checked against the slapd's CA, the service account's
     password in a private file in the lab directory."""
     write_private(work / PASSWORD_FILE, slapd.bind_password.encode())
-    return {"url": slapd.ldaps_url, "ca_file": str(slapd.ca_file.relative_to(work)), "bind_dn": slapd.bind_dn,
+    return {"url": slapd.ldaps_url, "ca_file": str(slapd.ca_file.relative_to(work.resolve())), "bind_dn": slapd.bind_dn,
             "bind_password": {"file": PASSWORD_FILE}, "base_dn": slapd.devices_dn, "mapping": "openldap",
             "allowed_segments": [SEGMENT], "timeout_seconds": 3}
 
@@ -108,8 +108,8 @@ def run_directory(lab: Lab, network: LabNetwork, slapd: Slapd, echo: Callable[[s
 
     assert lab.config.directory is not None, "the lab config has no directory: section"
     echo(f"  slapd (OpenLDAP) on {slapd.ldaps_url}, base {slapd.devices_dn} with {OTHER_DEVICES} other devices; "
-         f"LDAPS checked against {slapd.ca_file.relative_to(lab.work)}, bind as {slapd.bind_dn} with the password "
-         f"in {PASSWORD_FILE}")
+         f"LDAPS checked against {slapd.ca_file.relative_to(lab.work.resolve())}, bind as {slapd.bind_dn} with the "
+         f"password in {PASSWORD_FILE}")
     records = _Records()
     directory_log = logging.getLogger("trustport.directory")
     directory_log.addHandler(records)  # the sync's warnings go in the rows (and not to stderr)

@@ -489,6 +489,7 @@ def create_slapd(
 ) -> Slapd:  # fmt: skip
     """Write TLS material, config and database into ``workdir`` (loaded with slapadd); does not start it."""
     _, slapadd = find_binaries()
+    workdir = workdir.resolve()  # slapadd and slapd run in it: a relative path would be taken twice
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "db").mkdir(mode=0o700, exist_ok=True)
     ca_file, cert_file, key_file, wrong_ca_file = write_tls_material(workdir)

@@ -174,3 +174,13 @@ def test_missing_binaries_say_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(slapd_mod.shutil, "which", lambda *a, **k: None)
     with pytest.raises(slapd_mod.SlapdUnavailable, match="apt-get install slapd ldap-utils"):
         slapd_mod.find_binaries()
+
+
+def test_a_relative_workdir_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trustport lab --workdir lab` hands the launcher a relative path; slapadd and slapd run inside it."""
+    monkeypatch.chdir(tmp_path)
+    with running_slapd(Path("relative") / "slapd") as server:
+        assert server.workdir.is_absolute() and server.ca_file.is_file()
+        conn = service(server, auto_bind=True)
+        assert conn.bound
+        conn.unbind()
