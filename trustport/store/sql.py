@@ -157,6 +157,33 @@ class RegistryHealth:
 _FileId = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns of the SQLite file
 
 
+# One read-only descriptor per SQLite file (st_dev, st_ino) this process ever read the header of, never closed:
+# POSIX drops every lock a process holds on a file when it closes ANY descriptor of it, SQLite's own included
+# (https://sqlite.org/howtocorrupt.html, "POSIX advisory locks canceled by a separate thread doing close()").
+# Opening and closing the registry to read its header while this process had it open let another process (radiusd,
+# the worker) believe it was the last connection and checkpoint and remove the WAL under our readers: they saw
+# "database disk image is malformed" until restarted.
+_HEADER_FDS: dict[tuple[int, int], int] = {}
+_HEADER_LOCK = threading.Lock()
+
+
+def _read_head(path: Path, st: os.stat_result) -> bytes:
+    """The first 100 bytes of the (regular) file ``st`` describes, through the process's kept descriptor."""
+    key = (st.st_dev, st.st_ino)
+    with _HEADER_LOCK:
+        fd = _HEADER_FDS.get(key)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):  # swapped for something else since the stat: use nothing of it
+                os.close(fd)  # not our SQLite file: no lock of ours can be on it
+                raise OSError(f"{path} is not a regular file")
+            # (replaced between the stat and the open by a file already held: this descriptor stays open too --
+            # closing it would drop our locks on that file just the same)
+            _HEADER_FDS.setdefault((opened.st_dev, opened.st_ino), fd)
+    return os.pread(fd, 100, 0)
+
+
 def _file_id(path: Path) -> _FileId | None:
     try:
         st = os.stat(path)
@@ -444,8 +471,7 @@ class SqlDeviceStore:
                     return self._unhealthy(RegistryState.FOREIGN, f"{path} is not a regular file")
                 if st.st_size == 0:
                     return self._unhealthy(RegistryState.EMPTY, "the file has 0 bytes")
-                with open(path, "rb") as file:
-                    head = file.read(100)
+                head = _read_head(path, st)
             except (FileNotFoundError, NotADirectoryError):
                 deleted = " (it was deleted or moved while in use)" if self._file_seen is not None else ""
                 return self._unhealthy(RegistryState.MISSING, f"{path} does not exist{deleted}")
