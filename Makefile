@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 EXTRAS := dev,lab,postgres
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test unit lint pytest wheel-check system-deps venv bench bench-enforcement bench-directory clean
+.PHONY: demo test unit lint pytest wheel-check system-deps venv bench bench-quick bench-enforcement bench-directory clean
 
 demo: system-deps venv
 	$(BIN)/trustport lab
@@ -40,8 +40,13 @@ pytest: venv
 wheel-check: system-deps venv
 	.ci/wheel-check $(PYTHON) $(BIN)/python
 
+# every benchmark, one table (figure | value | same-run baseline | target | met?), raw JSON in bench/results/
 bench: system-deps venv
-	$(BIN)/python bench/bench_eap_tls.py
+	$(BIN)/python bench/run_all.py
+
+# the same with small counts (a few minutes)
+bench-quick: system-deps venv
+	$(BIN)/python bench/run_all.py --quick
 
 # 10,000 ports on 100 fake switches quarantined in bulk, against one port per job (a few minutes; not a test)
 bench-enforcement: venv

@@ -5,7 +5,7 @@ Baselines measured in the same run so figures can be quoted as ratios:
   * snmp: one raw pysnmp v3 authPriv GET on an already-open engine;
   * coa: one raw pyrad CoA-Request round trip on an already-open client.
 
-Usage: python bench/bench_drivers.py [-n 5] [--json]
+Usage: python bench/bench_drivers.py [-n 5] [--json] [--output bench/results/drivers.json]
 """
 
 from __future__ import annotations
@@ -131,11 +131,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=5, help="repetitions per measurement (median reported)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "drivers.json",
+                        help="raw results as JSON (bench/results/drivers.json)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-drivers-") as tmp:
         results = run_all(Path(tmp), args.n)
     report(results, args.n, args.json)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def run_all(work: Path, n: int) -> dict[str, Any]:

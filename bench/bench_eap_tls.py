@@ -4,12 +4,13 @@ Both FreeRADIUS servers are rendered from the same lab config; the baseline's ch
 unlang instead of calling python3. Runs alternate in blocks so drift hits both sides alike. eapol_test's own
 process start is part of every figure (it is the same on both sides).
 
-    .venv/bin/python bench/bench_eap_tls.py [--runs 300] [--block 25]
+    .venv/bin/python bench/bench_eap_tls.py [--runs 300] [--block 25] [--json bench/results/eap_tls.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -68,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="authentications per variant")
     parser.add_argument("--block", type=int, default=25, help="runs per variant before switching")
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "eap_tls.json",
+                        help="raw results (bench/results/eap_tls.json)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trustport-bench-") as tmp:
         work = Path(tmp)
@@ -106,6 +109,15 @@ def main() -> None:
           f"{token_cold / base_s * 100:.2f}% of one baseline authentication")
     print(f"  EAR token verification, cached by token hash:            median {token_cached * 1e6:.1f} us = "
           f"{token_cached / base_s * 100:.3f}% (cold/cached = {token_cold / token_cached:.0f}x)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "bench": "eap_tls", "time": datetime.now(UTC).isoformat(), "runs": args.runs,
+        **{f"{name}_{stat}_ms": round(fn(values), 3) for name, values in times.items()
+           for stat, fn in (("median", statistics.median), ("mean", statistics.mean),
+                            ("p95", lambda v: percentile(v, 0.95)))},
+        "ratio_median": round(ratio, 4), "hook_call_us": round(hook_call * 1e6, 1),
+        "token_cold_us": round(token_cold * 1e6, 1), "token_cached_us": round(token_cached * 1e6, 2),
+    }, indent=2) + "\n")
 
 
 def _token_costs(lab: Lab, runs: int = 300) -> tuple[float, float]:

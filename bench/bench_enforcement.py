@@ -15,7 +15,7 @@ baseline, measured in the same run.
    updates, session read-backs).
 
     .venv/bin/python bench/bench_enforcement.py [--runs 10] [--switches 100] [--ports 100] [--processes 4]
-        [--concurrency 8] [--baseline-ports 500]
+        [--concurrency 8] [--baseline-ports 500] [--json bench/results/enforcement.json]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from trustport.worker.loop import Worker, WorkerSettings
 from trustport_lab.fakes.fake_cli import FakeCliServer, PortState
 
 PASSWORD, ENABLE = "fake-pass-123", "fake-enable-456"
+RESULTS: dict[str, Any] = {}  # the figures printed, written as JSON at the end (--json)
 os.environ.update({"TP_BENCH_PASSWORD": PASSWORD, "TP_BENCH_ENABLE": ENABLE})
 
 
@@ -315,6 +316,11 @@ def bulk(work: Path, switches: int, ports: int, processes: int, concurrency: int
             report_timings(wall, concurrency)
             counts = reread(config, switches, concurrency)
             print(f"  independent re-read of every port afterwards: {counts.get(999, 0):,} of {total:,} in VLAN 999")
+            RESULTS["bulk"] = {"ports": total, "switches": switches, "processes": processes,
+                               "concurrency": concurrency, "queue_s": round(queue_s, 2), "worker_s": round(wall, 2),
+                               "total_s": round(queue_s + wall, 2), "target_total_s": 30,
+                               "read_back_by_worker": read_back, "reread_in_quarantine": counts.get(999, 0),
+                               "jobs": dict(states)}
 
             per_switch = max(1, sample // switches)
             chosen = [d for d in store.list_devices() if int(d.key.serial_number.rsplit("-", 1)[1]) <= per_switch]
@@ -329,6 +335,10 @@ def bulk(work: Path, switches: int, ports: int, processes: int, concurrency: int
             print(f"    extrapolated to {total:,} ports: {total / rate:.0f} s; batched is {total / rate / wall:.1f} x "
                   "faster on the worker's part")
             report_timings(base_wall, concurrency)
+            RESULTS["bulk"].update({"baseline_ports": len(chosen), "baseline_s": round(base_wall, 2),
+                                    "baseline_ports_per_s": round(rate, 2),
+                                    "baseline_extrapolated_s": round(total / rate, 1),
+                                    "speedup_worker": round(total / rate / wall, 2)})
         finally:
             store.close()
 
@@ -341,6 +351,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="fake switch processes")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--baseline-ports", type=int, default=500)
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "enforcement.json",
+                        help="raw results (bench/results/enforcement.json)")
     args = parser.parse_args()
     instrument()
     with tempfile.TemporaryDirectory() as tmp:
@@ -349,8 +361,13 @@ def main() -> None:
     print(f"  driver alone (connect, set VLAN, read back) baseline: {base * 1000:.0f} ms")
     print(f"  trustport (lifecycle + queue + worker + driver):      {product * 1000:.0f} ms "
           f"= {product / base:.2f} x baseline")
+    RESULTS["single"] = {"runs": args.runs, "driver_alone_ms": round(base * 1000, 1),
+                         "trustport_ms": round(product * 1000, 1), "ratio": round(product / base, 3)}
     with tempfile.TemporaryDirectory() as tmp:
         bulk(Path(tmp), args.switches, args.ports, args.processes, args.concurrency, args.baseline_ports)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"bench": "enforcement", "time": datetime.now(UTC).isoformat(), **RESULTS},
+                                    indent=2) + "\n")
 
 
 if __name__ == "__main__":

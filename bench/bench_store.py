@@ -1,13 +1,15 @@
 """Per-call cost of the registry on the authentication path: ``find_device`` + ``append_decision``.
 
-Usage: ``python bench/bench_store.py [-n 1000] [--postgres-url URL]``. Without ``--postgres-url`` a throw-away
-PostgreSQL cluster is started (durable settings: fsync on, like production). Baselines in the same run: a bare
-``SELECT 1`` on a held connection, and ``ping()`` (``SELECT 1`` through the store's pooled transaction path).
+Usage: ``python bench/bench_store.py [-n 1000] [--postgres-url URL] [--json bench/results/store.json]``.
+Without ``--postgres-url`` a throw-away PostgreSQL cluster is started (durable settings: fsync on, like
+production). Baselines in the same run: a bare ``SELECT 1`` on a held connection, and ``ping()`` (``SELECT 1``
+through the store's pooled transaction path).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -52,7 +54,7 @@ def row(name: str, samples: list[float]) -> str:
     return f"  {name:<34} median {statistics.median(samples):8.1f} us   p95 {p95:8.1f} us"
 
 
-def bench(label: str, url: str, n: int) -> None:
+def bench(label: str, url: str, n: int) -> dict[str, dict[str, float]]:
     with SqlDeviceStore(url, create=True) as store:
         keys = [DeviceKey("/CN=Bench CA", f"SN-{i:05d}") for i in range(200)]
         for i, key in enumerate(keys):
@@ -103,6 +105,9 @@ def bench(label: str, url: str, n: int) -> None:
     print(row("find_device", finds))
     print(row("append_decision", appends))
     print(row("find_device + append_decision", pairs))
+    return {name: {"median_us": round(statistics.median(s), 1), "p95_us": round(sorted(s)[int(len(s) * 0.95) - 1], 1)}
+            for name, s in (("select_1", raw), ("ping", ping), ("find_device", finds), ("append_decision", appends),
+                            ("find_device+append_decision", pairs))}
 
 
 @contextmanager
@@ -121,12 +126,17 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--postgres-url")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "store.json",
+                        help="raw results (bench/results/store.json)")
     args = parser.parse_args()
+    out: dict[str, object] = {"bench": "store", "time": datetime.now(UTC).isoformat(), "n": args.n}
     with tempfile.TemporaryDirectory() as tmp:
-        bench(f"SQLite (WAL, synchronous=NORMAL, file in {tmp})", f"sqlite:///{tmp}/bench.db", args.n)
+        out["sqlite"] = bench(f"SQLite (WAL, synchronous=NORMAL, file in {tmp})", f"sqlite:///{tmp}/bench.db", args.n)
     if not args.skip_postgres:
         with postgres_url(args.postgres_url) as url:
-            bench("PostgreSQL 127.0.0.1 (fsync on)", url, args.n)
+            out["postgres"] = bench("PostgreSQL 127.0.0.1 (fsync on)", url, args.n)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
