@@ -145,9 +145,7 @@ def users_list(as_json: bool, config_file: Path) -> None:
 @config_option
 def users_disable(name: str, actor: str, config_file: Path) -> None:
     """Disable user NAME (its sessions end at once)."""
-    with App.from_file(config_file) as app:
-        app.accounts.set_disabled(name, True, actor=actor, now=cli_base.now_utc())
-    cli_base.echo_safe(f"disabled user {name}")
+    _set_disabled(name, True, actor, config_file)
 
 
 @users_group.command("enable")
@@ -155,9 +153,14 @@ def users_disable(name: str, actor: str, config_file: Path) -> None:
 @actor_option
 @config_option
 def users_enable(name: str, actor: str, config_file: Path) -> None:
+    """Enable user NAME again."""
+    _set_disabled(name, False, actor, config_file)
+
+
+def _set_disabled(name: str, disabled: bool, actor: str, config_file: Path) -> None:
     with App.from_file(config_file) as app:
-        app.accounts.set_disabled(name, False, actor=actor, now=cli_base.now_utc())
-    cli_base.echo_safe(f"enabled user {name}")
+        app.accounts.set_disabled(name, disabled, actor=actor, now=cli_base.now_utc())
+    cli_base.echo_safe(f"{'disabled' if disabled else 'enabled'} user {name}")
 
 
 @users_group.command("passwd")

@@ -212,32 +212,10 @@ class RegistryCollector(Collector):
         settings = self.app.config.directory
         if settings is None:
             return
+        from trustport.directory.metrics import families
         from trustport.store.directory import SqlDirectoryStore
 
-        status = SqlDirectoryStore(self.app.store, settings.name).status()
-        name = [settings.name]
-
-        def one(family: type[GaugeMetricFamily | CounterMetricFamily], metric: str, doc: str, value: float
-                ) -> Metric:
-            out = family(metric, doc, labels=["directory"])
-            out.add_metric(name, value)
-            return out
-
-        yield one(GaugeMetricFamily, "trustport_directory_up", "Whether the last directory sync attempt succeeded.",
-                  1 if status is not None and status.up else 0)
-        yield one(CounterMetricFamily, "trustport_directory_sync_failures", "Directory sync attempts that failed.",
-                  status.failures_total if status else 0)
-        if status is not None and status.last_success_at is not None:
-            yield one(GaugeMetricFamily, "trustport_directory_last_success_timestamp_seconds",
-                      "When the last directory sync succeeded.", status.last_success_at.timestamp())
-            yield one(GaugeMetricFamily, "trustport_directory_sync_age_seconds",
-                      "Seconds since the data in force was synced.",
-                      (self.now - status.last_success_at).total_seconds())
-            yield one(GaugeMetricFamily, "trustport_directory_entries", "Entries in the last successful listing.",
-                      status.entries or 0)
-        if status is not None:
-            yield one(GaugeMetricFamily, "trustport_directory_linked_devices",
-                      "Registry devices linked to a directory entry.", status.linked)
+        yield from families(settings.name, SqlDirectoryStore(self.app.store, settings.name).status(), self.now)
 
 
 class CrlCollector(Collector):
@@ -252,30 +230,17 @@ class CrlCollector(Collector):
         if crl_dir is None:
             return
         from policy.certificates import CrlInfo
-        from policy.errors import CertificateError
-        from trustport.services.trust import CRL_SUFFIXES, load_anchors, load_crl
+        from trustport.services.trust import crl_files
 
-        directory = self.app.config.path(crl_dir)
         newest: dict[str, CrlInfo] = {}
         refused = 0
-        try:
-            paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in CRL_SUFFIXES)
-        except OSError:
-            paths = []
-        try:
-            _, issuers = load_anchors(self.app.settings.anchors)
-        except Exception as exc:
-            log.warning("metrics: cannot load the trust anchors to check CRLs: %s: %s", type(exc).__name__, exc)
-            issuers = {}
-        for path in paths:
-            try:
-                info = load_crl(path, issuers)
-            except (CertificateError, ValueError):
+        for entry in crl_files(self.app.config.path(crl_dir), self.app.settings.anchors):
+            if entry.crl is None:
                 refused += 1
                 continue
-            current = newest.get(info.issuer)
-            if current is None or info.this_update > current.this_update:
-                newest[info.issuer] = info
+            current = newest.get(entry.crl.issuer)
+            if current is None or entry.crl.this_update > current.this_update:
+                newest[entry.crl.issuer] = entry.crl
         age = GaugeMetricFamily("trustport_crl_age_seconds", "Seconds since the thisUpdate of the newest CRL of "
                                 "each issuer.", labels=["issuer"])
         nxt = GaugeMetricFamily("trustport_crl_next_update_seconds", "Seconds until the nextUpdate of the newest CRL "

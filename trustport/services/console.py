@@ -5,25 +5,23 @@ repository, exactly as the CLI's do."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from policy.model import DeviceRecord, LifecycleState, VerifiedCertificate
-from policy.x509facts import oneline_dn
 from trustport.services.devices import resolve_device
+from trustport.services.trust import crl_files
 from trustport.settings.config import TrustportConfig
+from trustport.settings.hook import AnchorFile
 from trustport.store.attestation import SqlAttestationStore
 from trustport.store.console import AuditItem, Connected, DeviceRow, LoggedDecision, SqlConsoleReads
 from trustport.store.directory import DirectoryStatus, SqlDirectoryStore
 from trustport.store.lifecycle import LifecycleEvent, SqlLifecycleStore
 from trustport.store.queue import Job, JobNotFound, JobStats, SqlJobQueue
 from trustport.store.sql import SqlDeviceStore
-
-MAX_CRL_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -62,23 +60,13 @@ class DeviceDetail:
     attestation: list[dict[str, Any]] = field(default_factory=list)
 
 
-def crl_ages(crl_dir: Path | None) -> list[CrlAge]:
-    """Every CRL file in the revocation directory, with its issuer and update times (a file that does not parse
-    is listed with its problem, not skipped)."""
-    if crl_dir is None or not crl_dir.is_dir():
+def crl_ages(crl_dir: Path | None, anchors: tuple[AnchorFile, ...]) -> list[CrlAge]:
+    """Every CRL file in the revocation directory as the hook takes it (signature checked against its anchor), with
+    its issuer and update times; a file the hook refuses is listed with why, not skipped."""
+    if crl_dir is None:
         return []
-    out = []
-    for path in sorted(crl_dir.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in (".crl", ".pem", ".der"):
-            continue
-        try:
-            data = path.read_bytes()[:MAX_CRL_BYTES]
-            crl = (x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----")
-                   else x509.load_der_x509_crl(data))
-            out.append(CrlAge(path.name, oneline_dn(crl.issuer), crl.last_update_utc, crl.next_update_utc))
-        except (OSError, ValueError) as exc:
-            out.append(CrlAge(path.name, None, None, None, str(exc)[:200]))
-    return out
+    return [CrlAge(f.path.name, f.crl.issuer, f.crl.this_update, f.crl.next_update) if f.crl is not None
+            else CrlAge(f.path.name, None, None, None, f.problem) for f in crl_files(crl_dir, anchors)]
 
 
 class ConsoleService:
@@ -93,7 +81,9 @@ class ConsoleService:
         crl_dir = self.config.path(self.config.revocation.crl_dir) if self.config.revocation.crl_dir else None
         name = self.config.directory.name if self.config.directory is not None else None
         return Overview(counts["devices"], counts["decisions"], counts["sessions"]["active"], self.queue.stats(),
-                        list(self.queue.list("failed", limit=20)), crl_ages(crl_dir),
+                        list(self.queue.list("failed", limit=20)),
+                        crl_ages(crl_dir, tuple(dataclasses.replace(a, file=self.config.path(a.file))
+                                                for a in self.config.trust_anchors)),
                         SqlDirectoryStore(self.store, name).status() if name else None, name)
 
     def devices(self, *, state: LifecycleState | None = None, segment: str | None = None, text: str | None = None,

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from policy.certificates import CrlInfo, TrustAnchor
-from policy.errors import CertificateError
+from policy.errors import CertificateError, ConfigError
 from policy.model import CertKind
 from policy.x509facts import format_serial, load_pem_certificates, oneline_dn
 from trustport.settings.hook import AnchorFile
@@ -111,6 +111,35 @@ def _signature_valid(crl: x509.CertificateRevocationList, issuer: x509.Certifica
                       | ed448.Ed448PublicKey):
         return False
     return crl.is_signature_valid(key)
+
+
+@dataclass(frozen=True)
+class CrlFile:
+    """One file of the CRL directory as the hook would take it: its CRL, or why the hook refuses it."""
+
+    path: Path
+    crl: CrlInfo | None
+    problem: str | None = None
+
+
+def crl_files(directory: Path, anchors: tuple[AnchorFile, ...]) -> list[CrlFile]:
+    """Every CRL file in ``directory``, each loaded and signature-checked as the hook loads it (the console's CRL
+    table and the CRL metrics). An unreadable directory or unloadable anchors make every file refused, with why."""
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in CRL_SUFFIXES)
+    except OSError:
+        return []
+    try:
+        _, issuers = load_anchors(anchors)
+    except (CertificateError, ConfigError, OSError, ValueError) as exc:
+        return [CrlFile(p, None, f"the trust anchors cannot be loaded to check it: {exc}") for p in paths]
+    out = []
+    for path in paths:
+        try:
+            out.append(CrlFile(path, load_crl(path, issuers)))
+        except (CertificateError, ValueError) as exc:
+            out.append(CrlFile(path, None, str(exc)[:300]))
+    return out
 
 
 def load_crl(path: Path, issuers: Mapping[str, x509.Certificate]) -> CrlInfo:
