@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -227,3 +228,20 @@ def _finish(placement: _Placement, rules: SegmentRules, site: str | None, mud: M
     reasons = reasons + ((f"site {site}",) if site is not None and segment in rules.site_vlans else ())
     return Decision(outcome, rules.vlan(segment, site), segment, reasons, placement.register_pending,
                     rule=rule_name, filter_id=filter_id)
+
+
+def rule_table(rules: SegmentRules) -> list[dict[str, Any]]:
+    """The effective rules in order, each with what it does: segment, VLAN (per site) and Filter-Id (``policy check
+    --explain`` and the API's ``GET /v1/policy``)."""
+    rows = []
+    for i, r in enumerate(rules.rules):
+        segment = r.segment
+        rows.append({
+            "order": i + 1, "name": r.name, "match": {c.field: list(c.patterns) for c in r.conditions},
+            "action": "reject" if r.reject else "segment", "segment": segment,
+            "vlan": None if segment is None else rules.segments[segment],
+            "site_vlans": {} if segment is None else dict(rules.site_vlans.get(segment, {})),
+            "filter_id": None if segment is None else (r.filter_id or rules.filters.get(segment)),
+            "admits_unregistered": r.admits_unregistered(),
+        })
+    return rows

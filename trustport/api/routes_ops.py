@@ -108,11 +108,11 @@ def router(ctx: ApiContext, problems: dict[int | str, dict[str, Any]]) -> APIRou
     def policy(_who: Viewer) -> PolicyOut:
         """The compiled rules in order, each with its segment, VLAN per site and Filter-Id (``policy check
         --explain``)."""
-        from trustport.cli.commands import _rule_table
+        from policy.decide import rule_table
 
         document = root.config.policy_document()
         rules = document.segment_rules()
-        return PolicyOut(policy_revision=document.revision(), rules=_rule_table(rules),
+        return PolicyOut(policy_revision=document.revision(), rules=rule_table(rules),
                          fallbacks={"quarantine": rules.quarantine_segment, "default": rules.default_segment,
                                     "onboarding": rules.onboarding_segment},
                          admit_unregistered=[r.name for r in rules.rules if r.admits_unregistered()])

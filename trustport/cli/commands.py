@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from policy.decide import SegmentRules
+from policy.decide import SegmentRules, rule_table
 from policy.dn import DnError, canonical_dn, canonical_serial
 from policy.errors import CertificateError, IdentityError, TrustportError
 from policy.lifecycle import ACTIONS, Action
@@ -93,7 +93,7 @@ def policy_check(file: Path | None, as_json: bool, explain: bool, config_file: P
                                                            for p in problems],
                           "rules": [r.name for r in rules.rules] if rules else [],
                           "admit_unregistered": admitting, "policy_revision": revision,
-                          **({"table": _rule_table(rules)} if explain and rules is not None and not problems
+                          **({"table": rule_table(rules)} if explain and rules is not None and not problems
                              else {})})
     elif problems:
         _print_problems(problems)
@@ -121,25 +121,9 @@ def _vlans(rules: SegmentRules, segment: str) -> str:
     return "; ".join([str(rules.segments[segment]), *(f"{site}={vlan}" for site, vlan in sorted(per_site.items()))])
 
 
-def _rule_table(rules: SegmentRules) -> list[dict[str, Any]]:
-    """The effective rules in order, each with what it does: segment, VLAN (per site) and Filter-Id."""
-    rows = []
-    for i, r in enumerate(rules.rules):
-        segment = r.segment
-        rows.append({
-            "order": i + 1, "name": r.name, "match": {c.field: list(c.patterns) for c in r.conditions},
-            "action": "reject" if r.reject else "segment", "segment": segment,
-            "vlan": None if segment is None else rules.segments[segment],
-            "site_vlans": {} if segment is None else dict(rules.site_vlans.get(segment, {})),
-            "filter_id": None if segment is None else (r.filter_id or rules.filters.get(segment)),
-            "admits_unregistered": r.admits_unregistered(),
-        })
-    return rows
-
-
 def _explain(rules: SegmentRules) -> None:
     rows = []
-    for row in _rule_table(rules):
+    for row in rule_table(rules):
         match = "; ".join(f"{k}={'|'.join(v)}" for k, v in row["match"].items())
         then = "reject" if row["action"] == "reject" else f"segment {row['segment']}"
         vlan = "-" if row["segment"] is None else _vlans(rules, row["segment"])
