@@ -49,6 +49,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # for tests.radius_pairs, tests.support.postgres
 sys.path.insert(0, str(BENCH))  # for hookprobe
 
+from bench_eap_tls import moved_raddb  # noqa: E402
 from hookprobe.timing import Event, Recorder  # noqa: E402
 
 from radius_hooks.hook import Hook  # noqa: E402
@@ -57,19 +58,6 @@ from trustport_lab.lab import Lab  # noqa: E402
 
 RESULTS = BENCH / "results" / "auth_path.json"
 VARIANTS = ("baseline", "empty", "hook")
-BASELINE_CHECK = """server check-eap-tls {
-	authorize {
-		update config {
-			&Auth-Type := Accept
-		}
-		update reply {
-			&Tunnel-Type := VLAN
-			&Tunnel-Medium-Type := IEEE-802
-			&Tunnel-Private-Group-Id := "30"
-		}
-	}
-}
-"""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -84,34 +72,17 @@ def med(values: list[float]) -> float:
 
 # -- configs ---------------------------------------------------------------------------------------------------
 
-def _port_of(site: str, kind: str) -> int:
-    block = site.split(f"type = {kind}")[1]
-    return int(block.split("port = ")[1].split()[0])
-
-
 def variant_raddb(hooked: Path, target: Path, port: int, module: str | None, probe_out: Path | None) -> Path:
     """The lab's rendered config on another port; ``module`` None: no python3 at all (VLAN set in unlang);
     else that module instead of radius_hooks.freeradius (found on bench/)."""
-    shutil.copytree(hooked, target)
-    site = target / "sites-enabled" / "trustport"
-    original = site.read_text()
-    text = original
-    if module is None:
-        (target / "mods-enabled" / "python3").unlink()
-        (target / "sites-enabled" / "check-eap-tls").write_text(BASELINE_CHECK)
-        text = text.replace("\t\tpython3\n", "").replace("\t\t\tpython3\n", "")
-    else:
+    moved_raddb(hooked, target, port, python3=module is not None)
+    if module is not None:
         mod = target / "mods-enabled" / "python3"
         conf = mod.read_text()
         conf = conf.replace("module = radius_hooks.freeradius", f"module = {module}")
         conf = re.sub(r'python_path = "([^"]*)"', lambda m: f'python_path = "{m.group(1)}:{BENCH}"', conf)
         conf = conf.replace("\tconfig {\n", f'\tconfig {{\n\t\tprobe_out = "{probe_out}"\n')
         mod.write_text(conf)
-    text = text.replace(f"port = {_port_of(original, 'auth')}", f"port = {port}")
-    text = text.replace(f"port = {_port_of(original, 'acct')}", f"port = {port + 1}")
-    site.write_text(text)
-    radiusd_conf = target / "radiusd.conf"
-    radiusd_conf.write_text(radiusd_conf.read_text().replace(str(hooked), str(target)))
     return target
 
 

@@ -40,19 +40,28 @@ BASELINE_CHECK = """server check-eap-tls {
 """
 
 
-def baseline_raddb(hooked: Path, target: Path, port: int) -> Path:
-    """The same rendered config without python3 anywhere, on another port."""
+def moved_raddb(hooked: Path, target: Path, port: int, *, python3: bool = True) -> Path:
+    """A copy of the rendered config listening on ``port``/``port + 1`` with its own run/log paths; ``python3``
+    False: without python3 anywhere (check-eap-tls sets the VLAN in unlang: the benches' baseline)."""
     shutil.copytree(hooked, target)
-    (target / "mods-enabled" / "python3").unlink()
-    (target / "sites-enabled" / "check-eap-tls").write_text(BASELINE_CHECK)
     site = target / "sites-enabled" / "trustport"
-    text = site.read_text().replace("\t\tpython3\n", "").replace("\t\t\tpython3\n", "")
-    text = text.replace(f"port = {_port_of(site.read_text(), 'auth')}", f"port = {port}")
-    text = text.replace(f"port = {_port_of(site.read_text(), 'acct')}", f"port = {port + 1}")
+    original = site.read_text()
+    text = original
+    if not python3:
+        (target / "mods-enabled" / "python3").unlink()
+        (target / "sites-enabled" / "check-eap-tls").write_text(BASELINE_CHECK)
+        text = text.replace("\t\tpython3\n", "").replace("\t\t\tpython3\n", "")
+    text = text.replace(f"port = {_port_of(original, 'auth')}", f"port = {port}")
+    text = text.replace(f"port = {_port_of(original, 'acct')}", f"port = {port + 1}")
     site.write_text(text)
     conf = target / "radiusd.conf"
     conf.write_text(conf.read_text().replace(str(hooked), str(target)))
     return target
+
+
+def baseline_raddb(hooked: Path, target: Path, port: int) -> Path:
+    """The same rendered config without python3 anywhere, on another port."""
+    return moved_raddb(hooked, target, port, python3=False)
 
 
 def _port_of(site: str, kind: str) -> int:

@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import pwd
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for bench_eap_tls
+
+from bench_eap_tls import moved_raddb
 
 from policy.model import DeviceKey
 from policy.x509facts import oneline_dn
@@ -54,23 +56,9 @@ def norm_mac(mac: str | None) -> str:
     return "".join(c for c in (mac or "").lower() if c in "0123456789abcdef")
 
 
-def _port_of(site: str, kind: str) -> int:
-    block = site.split(f"type = {kind}")[1]
-    return int(block.split("port = ")[1].split()[0])
-
-
 def second_raddb(hooked: Path, target: Path, port: int) -> Path:
-    """The same rendered config, python3 hook kept, listening on ``port``/``port + 1``, own run/log paths
-    (``bench_eap_tls.baseline_raddb`` without removing python3)."""
-    shutil.copytree(hooked, target)
-    site = target / "sites-enabled" / "trustport"
-    original = site.read_text()
-    text = original.replace(f"port = {_port_of(original, 'auth')}", f"port = {port}")
-    text = text.replace(f"port = {_port_of(original, 'acct')}", f"port = {port + 1}")
-    site.write_text(text)
-    conf = target / "radiusd.conf"
-    conf.write_text(conf.read_text().replace(str(hooked), str(target)))
-    return target
+    """The same rendered config, python3 hook kept, listening on ``port``/``port + 1``, own run/log paths."""
+    return moved_raddb(hooked, target, port)
 
 
 def restart_postgres(server: PostgresServer, timeout_s: int = 60) -> float:
