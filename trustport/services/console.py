@@ -99,7 +99,7 @@ class ConsoleService:
     def device(self, ref: str) -> DeviceDetail:
         """One device (by id or serial) with everything the console shows about it; DeviceNotFound names it."""
         record = resolve_device(self.store, ref)
-        jobs = [j for j in self.queue.list(limit=500) if j.device_id == record.id][:50]
+        jobs = list(self.queue.list(limit=50, device_id=record.id))
         results = SqlAttestationStore(self.store).results(record.id, limit=10)
         attestation = [{"received_at": r.received_at, "accepted": r.accepted,
                         "tier": r.status.name.lower() if r.status is not None else None,

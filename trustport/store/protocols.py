@@ -87,8 +87,9 @@ class JobQueue(Protocol):
     def stats(self) -> JobStats:
         """Jobs per state and the total of failures (the metric)."""
 
-    def list(self, state: str | None = None, limit: int = 100) -> Sequence[Job]:  # last: shadows ``list``
-        """Newest first, optionally of one state."""
+    def list(self, state: str | None = None, limit: int = 100,  # last: shadows ``list``
+             device_id: int | None = None) -> Sequence[Job]:
+        """Newest first, optionally of one state and/or one device."""
 
 
 class SessionRepository(Protocol):

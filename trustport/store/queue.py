@@ -382,10 +382,12 @@ class SqlJobQueue:
                 jobs.c.session_id.in_(list(session_ids)), jobs.c.state.in_((QUEUED, RUNNING)))).scalars()
             return {int(r) for r in rows if r is not None}
 
-    def list(self, state: str | None = None, limit: int = 100) -> Sequence[Job]:
+    def list(self, state: str | None = None, limit: int = 100, device_id: int | None = None) -> Sequence[Job]:
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
         if state is not None:
             query = query.where(jobs.c.state == state)
+        if device_id is not None:
+            query = query.where(jobs.c.device_id == device_id)
         with self.store.transaction("listing enforcement jobs") as conn:
             return [_job(r) for r in conn.execute(query)]
 
