@@ -23,7 +23,6 @@ are both refused.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -407,10 +406,3 @@ def reconcile(entries: Iterable[DirectoryDevice | RefusedEntry], devices: Sequen
 def removed_share(plan: SyncPlan, linked: int) -> float:
     """The share of linked devices a plan takes out because their entries are gone."""
     return plan.counts()["removed"] / linked if linked else 0.0
-
-
-def entry_digest(entry: DirectoryDevice) -> str:
-    """A short, stable identifier of what an entry said (for logs and dry runs)."""
-    text = "\x1f".join(str(v) for v in (entry.dn, entry.serial_number, entry.issuer, entry.fingerprint,
-                                        entry.approved, entry.device_class, entry.owner, entry.site, entry.segment))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

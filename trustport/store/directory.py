@@ -8,7 +8,7 @@ same transaction as its state (``trustport.services.directory``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -84,10 +84,6 @@ class SqlDirectoryStore:
             index_elements=[directory_links.c.device_id],
             set_={"directory": self.directory, "dn": dn, "held": held, "updated_at": now}))
 
-    def set_held_in(self, conn: Connection, device_id: int, held: bool, now: datetime) -> None:
-        conn.execute(directory_links.update().where(directory_links.c.device_id == device_id)
-                     .values(held=held, updated_at=now))
-
     def unlink_in(self, conn: Connection, dn: str) -> None:
         conn.execute(directory_links.delete().where(directory_links.c.directory == self.directory,
                                                     directory_links.c.dn == dn))
@@ -126,7 +122,3 @@ class SqlDirectoryStore:
         return DirectoryStatus(row.directory, row.url, row.last_attempt_at, row.last_success_at, row.last_error,
                                row.entries, summary, row.duration_seconds, int(row.failures_total),
                                int(row.consecutive_failures), int(linked))
-
-
-def linked_ids(links: Sequence[Link]) -> set[int]:
-    return {link.device_id for link in links}
