@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,20 +29,8 @@ class ApiEnv:
         return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
-def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``trustport.observability.metrics`` as another engineer writes it, when it is not there yet."""
-    try:
-        import trustport.observability.metrics  # noqa: F401
-    except ImportError:
-        module = types.ModuleType("trustport.observability.metrics")
-        module.exposition = lambda app: (b"# HELP trustport_up 1\ntrustport_up 1\n",  # type: ignore[attr-defined]
-                                         "text/plain; version=0.0.4; charset=utf-8")
-        monkeypatch.setitem(sys.modules, "trustport.observability.metrics", module)
-
-
 def serve_api(env: AttestEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiEnv]:
     """The ``api`` fixture's body: tokens for every role, one registered device, a TestClient."""
-    fake_metrics(monkeypatch)
     with App(env.config) as root:
         tokens = {role: root.accounts.create_token(f"{role}-token", role, actor="test", now=NOW)[1] for role in ROLES}
     device = env.register("ldevid-ok", NOW, seen=True)

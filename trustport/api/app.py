@@ -1,7 +1,6 @@
 """``create_app``: the REST API on trustport's services, the OpenAPI docs from local assets, the dashboard."""
 
 # No ``from __future__ import annotations``: FastAPI reads these signatures' real types.
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,6 @@ from trustport.settings.config import TrustportConfig
 
 STATIC = Path(__file__).with_name("static")
 DOCS_STATIC = "/docs/static"
-log = logging.getLogger("trustport.api")
 
 DESCRIPTION = """Trusted network-layer onboarding: the device registry, lifecycle actions, sessions, decisions,
 enforcement jobs, audit, policy and attestation results -- the same services as the `trustport` CLI.
@@ -81,12 +79,9 @@ def create_app(config: TrustportConfig, clock: Callable[[], datetime] = lambda: 
 
 
 def _mount_dashboard(app: FastAPI, root: App, clock: Callable[[], datetime]) -> None:
-    """The dashboard's routes under /ui (its own cookie login), when the module is installed."""
-    try:
-        from trustport.dashboard import mount  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log.info("dashboard enabled (api.dashboard) but trustport.dashboard is not installed; serving the API only")
-        return
+    """The dashboard's routes under /ui (its own cookie login)."""
+    from trustport.dashboard import mount
+
     mount(app, root, clock)
 
     @app.get("/", include_in_schema=False)

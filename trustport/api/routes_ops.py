@@ -164,11 +164,8 @@ def router(ctx: ApiContext, problems: dict[int | str, dict[str, Any]]) -> APIRou
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
     def metrics(_who: Viewer) -> Response:
         """The Prometheus exposition (scrape with a viewer token)."""
-        try:
-            from trustport.observability.metrics import exposition
-        except ImportError as exc:
-            raise problem(503, "metrics-unavailable", "this installation has no metrics module "
-                                                      "(trustport.observability.metrics)") from exc
+        from trustport.observability.metrics import exposition
+
         body, content_type = exposition(root)
         return Response(content=body, media_type=content_type)
 

@@ -135,13 +135,10 @@ def api_serve(request_timeout: float, keep_alive: int, max_connections: int, con
     app = create_app(config, limits=limits)
     assert config.api is not None  # create_app refuses a config without it
     api = config.api
-    try:  # trustport's log format for uvicorn's lines too; uvicorn's default config without the module
-        from trustport.logs import uvicorn_log_config
-    except ImportError:
-        log_config = None
-    else:
-        settings = cli_base.serve_logging()
-        log_config = uvicorn_log_config(settings.fmt, settings.level or "INFO")
+    from trustport.logs import uvicorn_log_config
+
+    settings = cli_base.serve_logging()  # trustport's log format for uvicorn's lines too
+    log_config = uvicorn_log_config(settings.fmt, settings.level or "INFO")
     cert = config.path(api.tls_certificate) if api.tls_certificate is not None else None
     key = config.path(api.tls_key) if api.tls_key is not None else None
     uvicorn.Server(server_config(app, api.listen_address, api.port, limits, tls_certificate=cert, tls_key=key,
