@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -154,17 +153,12 @@ class RegistryCollector(Collector):
                                   "(each time one did).", value=stats.failures_total)
 
     def _job_latency(self) -> Iterator[Metric]:
-        from trustport.store.queue import DONE, FAILED
-        from trustport.store.schema import enforcement_jobs as jobs
-
-        with self.app.store.transaction("reading enforcement job times") as conn:
-            rows = conn.execute(sa.select(jobs.c.state, jobs.c.created_at, jobs.c.updated_at)
-                                .where(jobs.c.state.in_((DONE, FAILED)))).all()
         from bisect import bisect_left
 
+        from trustport.store.queue import DONE, FAILED, SqlJobQueue
+
         series: dict[str, tuple[list[int], float]] = {s: ([0] * (len(JOB_BUCKETS) + 1), 0.0) for s in (DONE, FAILED)}
-        for state, created, updated in rows:
-            seconds = max(0.0, (updated - created).total_seconds())
+        for state, seconds in SqlJobQueue(self.app.store).finished_durations():
             counts, total = series[state]
             counts[bisect_left(JOB_BUCKETS, seconds)] += 1
             series[state] = (counts, total + seconds)
@@ -172,12 +166,10 @@ class RegistryCollector(Collector):
                          "(done or failed), all jobs in the registry.", "state", series, JOB_BUCKETS)
 
     def _coa(self) -> Iterator[Metric]:
-        from trustport.store.schema import enforcement_jobs as jobs
+        from trustport.store.queue import SqlJobQueue
 
         counts = dict.fromkeys(COA_RESULTS, 0)
-        with self.app.store.transaction("reading enforcement job logs") as conn:
-            rows = conn.execute(sa.select(jobs.c.log).where(jobs.c.plan.contains('"coa-'))).all()
-        for (text,) in rows:
+        for text in SqlJobQueue(self.app.store).logs_of_coa_jobs():
             try:
                 entries = json.loads(text)
             except ValueError:
@@ -195,12 +187,9 @@ class RegistryCollector(Collector):
 
     def _decisions(self) -> Iterator[Metric]:
         from policy.model import Outcome
-        from trustport.store.schema import decision_log
+        from trustport.store.console import SqlConsoleReads
 
-        with self.app.store.transaction("counting decisions") as conn:
-            rows = conn.execute(sa.select(decision_log.c.outcome, sa.func.count())
-                                .group_by(decision_log.c.outcome)).all()
-        counts = {o.value: 0 for o in Outcome} | {str(o): int(n) for o, n in rows}
+        counts = {o.value: 0 for o in Outcome} | SqlConsoleReads(self.app.store).decision_counts()
         family = CounterMetricFamily("trustport_decision_log_entries", "Entries in the registry's decision log, by "
                                      "outcome (the database's count; the hook's own is "
                                      "trustport_authentications_total).", labels=["outcome"])

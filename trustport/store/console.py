@@ -140,6 +140,12 @@ class SqlConsoleReads:
                                   .where(sessions.c.active.is_(True))).scalar_one()
         return {"devices": states, "decisions": outcomes, "sessions": {"active": int(active)}}
 
+    def decision_counts(self) -> dict[str, int]:
+        """Every decision-log entry ever, by outcome."""
+        query = sa.select(decision_log.c.outcome, sa.func.count()).group_by(decision_log.c.outcome)
+        with self.store.transaction("counting decisions") as conn:
+            return {str(outcome): int(n) for outcome, n in conn.execute(query)}
+
     def audit(self, *, limit: int = 100, device_id: int | None = None, actor: str | None = None) -> list[AuditItem]:
         """Lifecycle events and other writes (tokens, users, jobs, sessions), newest first."""
         limit = max(1, min(limit, MAX_PAGE))

@@ -87,6 +87,12 @@ class JobQueue(Protocol):
     def stats(self) -> JobStats:
         """Jobs per state and the total of failures (the metric)."""
 
+    def finished_durations(self) -> Sequence[tuple[str, float]]:
+        """(state, seconds from enqueue to its last change) of every job that ended (done or failed)."""
+
+    def logs_of_coa_jobs(self) -> Sequence[str]:
+        """The raw JSON log of every job whose plan has a CoA step."""
+
     def list(self, state: str | None = None, limit: int = 100,  # last: shadows ``list``
              device_id: int | None = None) -> Sequence[Job]:
         """Newest first, optionally of one state and/or one device."""

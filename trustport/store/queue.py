@@ -391,6 +391,18 @@ class SqlJobQueue:
         with self.store.transaction("listing enforcement jobs") as conn:
             return [_job(r) for r in conn.execute(query)]
 
+    def finished_durations(self) -> Sequence[tuple[str, float]]:
+        """(state, seconds from enqueue to its last change) of every job that ended (done or failed)."""
+        query = sa.select(jobs.c.state, jobs.c.created_at, jobs.c.updated_at).where(jobs.c.state.in_((DONE, FAILED)))
+        with self.store.transaction("reading enforcement job times") as conn:
+            return [(state, max(0.0, (updated - created).total_seconds())) for state, created, updated in
+                    conn.execute(query)]
+
+    def logs_of_coa_jobs(self) -> Sequence[str]:
+        """The raw JSON log of every job whose plan has a CoA step (what the CoA metrics count)."""
+        with self.store.transaction("reading enforcement job logs") as conn:
+            return [str(text) for (text,) in conn.execute(sa.select(jobs.c.log).where(jobs.c.plan.contains('"coa-')))]
+
     def counts(self) -> dict[str, int]:
         with self.store.transaction("counting enforcement jobs") as conn:
             rows = conn.execute(sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)).all()
