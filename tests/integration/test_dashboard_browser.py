@@ -126,8 +126,9 @@ def test_operator_sees_a_live_authentication_approves_it_and_the_port_moves(
     assert "job" in browser.find_element(*by_test("result")).text.lower()
     shot(browser, "approved")
     wait_for(browser, lambda _d: network.port(port).vlan == 30, f"the worker to move Gi1/0/{port} to VLAN 30", 30)
-    browser.get(api.url + f"/ui/devices/{device}")
-    wait_for(browser, lambda d: "done" in d.find_element(By.TAG_NAME, "body").text, "the job shown done")
+    # the port is read back before the worker records the job done: reload the page until it says so
+    wait_for(browser, lambda d: d.get(api.url + f"/ui/devices/{device}") or
+             "done" in d.find_element(By.TAG_NAME, "body").text, "the job shown done")
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "operational" in body and "olivia" in body  # the audit trail names the user
     shot(browser, "device")
