@@ -10,7 +10,8 @@ Names are parsed by ``policy.dn`` (strict: an ambiguous one-line DN is refused, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ MAX_PAIRS = 1000
 CERT = "TLS-Client-Cert-"
 ISSUER_CERT = "TLS-Cert-"  # the certificate at depth 1: the one that signed the client's
 MUD_ATTRIBUTE = CERT + MUD_URL_OID
+_CERT_PREFIXES = (CERT, ISSUER_CERT)
 _TIME = re.compile(r"^(\d{12}|\d{14})Z$")
 
 
@@ -55,13 +57,20 @@ def _pairs_of(source: object) -> Iterable[object]:
 def request_pairs(p: object, section: str = "request") -> Pairs:
     """Extract one list from what rlm_python3 passed: a dict of lists (pass_all_vps_dict) or a bare tuple."""
     raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
+    items: Sequence[object] = raw if isinstance(raw, tuple | list) else ()
     values: dict[str, list[str]] = {}
     dropped = 0
-    overflow = False
-    for count, pair in enumerate(_pairs_of(raw)):
-        if count >= MAX_PAIRS:
-            overflow = True
-            break
+    for pair in items[:MAX_PAIRS]:
+        # what rlm_python3 passes: a 2-tuple of str (checked by exact type: the fast path of every request)
+        if type(pair) is tuple and len(pair) == 2:
+            name, value = pair
+            if type(name) is str and type(value) is str and name and "\x00" not in name:
+                found = values.get(name)
+                if found is None:
+                    values[name] = [value]
+                else:
+                    found.append(value)
+                continue
         if not (isinstance(pair, tuple | list) and len(pair) == 2):
             dropped += 1
             continue
@@ -72,7 +81,7 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
             dropped += 1
             continue
         values.setdefault(name, []).append(value)
-    return Pairs({k: tuple(v) for k, v in values.items()}, dropped, overflow)
+    return Pairs({k: tuple(v) for k, v in values.items()}, dropped, len(items) > MAX_PAIRS)
 
 
 def _single(pairs: Pairs, name: str) -> str | None:
@@ -189,6 +198,56 @@ def facts_from_pairs(pairs: Pairs) -> CertificateFacts:
         mud_url_error=mud_error,
         issuer_certificate=issuer_certificate(pairs),
     )
+
+
+class FactsCache:
+    """``facts_from_pairs`` once per distinct set of certificate attributes (a device re-authenticating presents
+    the same ones): parsing the names is most of the hook's own work. The key is every ``TLS-Client-Cert-*`` and
+    ``TLS-Cert-*`` value as received, plus the dropped/overflow counts, so any difference parses afresh; a refusal
+    is cached too (its message). Nothing here depends on the time: validity is checked on every authentication."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[object, CertificateFacts | str] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def key(pairs: Pairs) -> object:
+        return (pairs.dropped, pairs.overflow,
+                tuple(item for item in pairs.values.items() if item[0].startswith(_CERT_PREFIXES)))
+
+    def facts(self, pairs: Pairs) -> CertificateFacts:
+        key = self.key(pairs)
+        found = self._entries.get(key)
+        if found is None:
+            try:
+                found = facts_from_pairs(pairs)
+            except RequestError as exc:
+                found = str(exc)
+            self._entries[key] = found
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        else:
+            self.hits += 1
+        if isinstance(found, str):
+            raise RequestError(found)
+        return found
+
+
+def first_value(p: object, section: str, name: str) -> str | None:
+    """``request_pairs(p, section).first(name)`` without building the whole list (post_auth's two checks)."""
+    raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
+    for count, pair in enumerate(_pairs_of(raw)):
+        if count >= MAX_PAIRS:
+            return None
+        if not (isinstance(pair, tuple | list) and len(pair) == 2) or pair[0] != name:
+            continue
+        value = pair[1]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def network_context(pairs: Pairs) -> NetworkContext:

@@ -19,22 +19,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policy.errors import StoreError
-from policy.model import Decision, NetworkContext, Outcome, RadiusServerRecord
+from policy.model import Decision, DecisionLogEntry, NetworkContext, Outcome, RadiusServerRecord
 from policy.text import safe_text
 from radius_hooks.attributes import (
+    FactsCache,
     Pairs,
     RequestError,
-    facts_from_pairs,
+    first_value,
     network_context,
     normalise_serial,
     request_pairs,
 )
 from trustport.app import build_authorizer
 from trustport.observability.hook_counters import HookCounters
+from trustport.services.auth_path import HookRuntime
 from trustport.services.authorize import Authorizer, device_label
 from trustport.settings.hook import HookSettings
 from trustport.store.sessions import ACCT_KINDS
-from trustport.store.sql import SqlDeviceStore
 
 ReplyPairs = tuple[tuple[str, str, str], ...]
 DEDUP_SECONDS = 30.0
@@ -133,10 +134,13 @@ class Hook:
         self.radiusd = radiusd
         self.clock = clock
         self.authorizer: Authorizer | None = None
+        self.runtime: HookRuntime | None = None  # the registry, its cache and the journal this hook uses
+        self._facts = FactsCache()
         self.startup_error: str | None = None
         self._decided: dict[tuple[str, str], float] = {}  # (cert serial, MAC) -> monotonic time of our reject
-        # (cert serial, MAC) -> (monotonic time, device id, decision) of our accept, for post_auth's session record
-        self._accepted: dict[tuple[str, str], tuple[float, int | None, Decision]] = {}
+        # (cert serial, MAC) -> (monotonic time, device id, decision, registry generation it was decided on) of our
+        # accept, for post_auth's session record
+        self._accepted: dict[tuple[str, str], tuple[float, int | None, Decision, int]] = {}
         self.monotonic: Callable[[], float] = time.monotonic
         self._settings_path: Path | None = None
         self._config_file: Path | None = None  # the YAML the policy comes from (hook.json's config_file)
@@ -168,7 +172,8 @@ class Hook:
             settings = HookSettings.load(Path(path))
             self._settings_path = Path(path).resolve()
             self._config_file = settings.config_file
-            self.authorizer = build_authorizer(settings)
+            self.runtime = self._new_runtime(settings)
+            self.authorizer = build_authorizer(settings, runtime=self.runtime)
             self._configure_metrics(settings)
             for message in self.authorizer.trust.errors:
                 self.log(self.radiusd.L_WARN, message)
@@ -189,6 +194,17 @@ class Hook:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             self.log(self.radiusd.L_ERR, f"cannot start: {self.startup_error}")
             return -1
+
+    def _new_runtime(self, settings: HookSettings) -> HookRuntime:
+        runtime = HookRuntime(settings, server_id=self.server_id(),
+                              report=lambda message: self.log(self.radiusd.L_WARN, message))
+        runtime.start()
+        options = settings.auth_path
+        self.log(self.radiusd.L_INFO, "registry reads: " + (
+            f"cached (feed read every {options.refresh_seconds:g} s, lease {options.lease_seconds:g} s)"
+            if options.cache else "from the registry on every authentication") + "; decisions and sessions: " + (
+            f"journaled in {options.journal_dir}" if options.journal_dir else "written before answering"))
+        return runtime
 
     def _configure_metrics(self, settings: HookSettings) -> None:
         """Counters on (kept across a reload that moves their directory) or off; never stops the hook."""
@@ -298,7 +314,14 @@ class Hook:
             settings = config.hook_settings()  # names its config file: the loader records it
             watched = (path, *((config.path(config.policy_file),) if config.policy_file is not None else ()))
             same_db = settings.database_url == old.settings.database_url
-            new = build_authorizer(settings, old.store if same_db and isinstance(old.store, SqlDeviceStore) else None)
+            keep = self.runtime is not None and self.runtime.same_as(settings)
+            runtime = self.runtime if keep and self.runtime is not None else self._new_runtime(settings)
+            try:
+                new = build_authorizer(settings, runtime=runtime)
+            except Exception:
+                if runtime is not self.runtime:
+                    runtime.close()
+                raise
         except Exception as exc:
             self._stamp = stamp
             if self._failed_stamp != stamp:
@@ -314,9 +337,11 @@ class Hook:
             return  # touched, not changed
         self.authorizer = new
         self._configure_metrics(new.settings)
-        if not same_db:
-            with contextlib.suppress(Exception):
-                old.store.close()
+        if runtime is not self.runtime:
+            old_runtime, self.runtime = self.runtime, runtime
+            if old_runtime is not None:
+                with contextlib.suppress(Exception):
+                    old_runtime.close()
         self.loaded_at = self.clock()
         for message in new.trust.errors:
             self.log(self.radiusd.L_WARN, message)
@@ -340,13 +365,16 @@ class Hook:
                 return self._check_eap_tls(p)
             except StoreError as exc:
                 self._count(Outcome.REJECT.value, closed=True, registry=True)
-                self.log(self.radiusd.L_ERR, f"reject (registry unusable, failing closed): {exc}")
+                why = f"registry unusable, failing closed: {exc}"
             except Exception as exc:
                 self._count(Outcome.REJECT.value, closed=True)
-                self.log(self.radiusd.L_ERR, f"reject (internal error, failing closed): {type(exc).__name__}: {exc}")
+                why = f"internal error, failing closed: {type(exc).__name__}: {exc}"
+            self.log(self.radiusd.L_ERR, f"reject ({why})")
             with contextlib.suppress(Exception):  # our own reject: post_auth must not log it as a TLS failure
                 pairs = request_pairs(p)
-                self._remember_reject(_serial_of(pairs), network_context(pairs))
+                context = network_context(pairs)
+                self._remember_reject(_serial_of(pairs), context)
+                self._journal_failed_closed(pairs, context, why)
             return self.radiusd.RLM_MODULE_REJECT
         finally:
             if counters is not None:
@@ -366,7 +394,7 @@ class Hook:
         context = network_context(pairs)
         now = self.clock()
         try:
-            facts = facts_from_pairs(pairs)
+            facts = self._facts.facts(pairs)
         except RequestError as exc:
             self.log(self.radiusd.L_AUTH, f"reject {context.calling_station_id}: {exc}")
             self.authorizer.record(now, None, f"malformed request from {context.calling_station_id}", context,
@@ -374,6 +402,8 @@ class Hook:
             self._remember_reject(_serial_of(pairs), context)  # post_auth must not log it again as a TLS failure
             self._count(Outcome.REJECT.value)
             return self.radiusd.RLM_MODULE_REJECT
+        cache = self.runtime.cache if self.runtime is not None else None
+        decided_at = cache.applied if cache is not None else -1  # what follows reads data at least this new
         result = self.authorizer.authorize(facts, context, now)
         self._touch_server()
         decision = result.decision
@@ -387,10 +417,24 @@ class Hook:
         now_m = time.monotonic()
         self._accepted = {k: v for k, v in self._accepted.items() if now_m - v[0] < DEDUP_SECONDS}
         self._accepted[(facts.cert_serial, context.calling_station_id or "")] = (
-            now_m, result.device.id if result.device else None, decision)
+            now_m, result.device.id if result.device else None, decision, decided_at)
         reply = vlan_reply(decision)
         self._count(decision.outcome.value, decision.segment)
         return self.radiusd.RLM_MODULE_UPDATED, {"reply": reply}
+
+    def _journal_failed_closed(self, pairs: Pairs, context: NetworkContext, why: str) -> None:
+        """A reject the registry could not record (it is down or damaged) still gets its decision-log entry, through
+        the journal, once the registry takes it (a journal that cannot be written either: only radiusd's log)."""
+        runtime, authorizer = self.runtime, self.authorizer
+        if runtime is None or runtime.journal is None or authorizer is None:
+            return
+        try:
+            label = device_label(self._facts.facts(pairs))
+        except RequestError:
+            label = f"unparsed request from {context.calling_station_id}"
+        runtime.journal.decision(DecisionLogEntry(
+            time=self.clock(), device_id=None, device=label, context=context, outcome=Outcome.REJECT, vlan=None,
+            segment=None, reasons=(why,), policy_revision=authorizer.policy_revision))
 
     def _remember_reject(self, serial: str, context: NetworkContext) -> None:
         now = time.monotonic()
@@ -442,9 +486,14 @@ class Hook:
         accepted = self._accepted.pop((_serial_of(pairs), context.calling_station_id or ""), None)
         if accepted is None:
             return  # not an authentication this process decided (nothing verified to record)
-        _, device_id, decision = accepted
-        self.authorizer.sessions.authenticated(device_id, context, decision.vlan, decision.segment, self.clock(),
-                                               pairs.first("Acct-Session-Id"))
+        _, device_id, decision, decided_at = accepted
+        journal = self.runtime.journal if self.runtime is not None else None
+        if journal is not None:  # with the generation it was decided on: see Journal.session
+            journal.session(device_id, context, decision.vlan, decision.segment, self.clock(),
+                            pairs.first("Acct-Session-Id"), decided_at=decided_at)
+        else:
+            self.authorizer.sessions.authenticated(device_id, context, decision.vlan, decision.segment, self.clock(),
+                                                   pairs.first("Acct-Session-Id"))
 
     def accounting(self, p: Any) -> int:
         """RADIUS accounting (Start/Interim-Update/Stop/On/Off) keeps the session table current.
@@ -472,19 +521,27 @@ class Hook:
 
     @staticmethod
     def _is_reject(p: Any) -> bool:
-        config = request_pairs(p, "config")
-        if (config.first("Post-Auth-Type") or "").lower() == "reject":
+        if (first_value(p, "config", "Post-Auth-Type") or "").lower() == "reject":
             return True
-        eap = request_pairs(p, "reply").first("EAP-Message") or ""
-        return eap.lower().startswith("0x04")
+        return (first_value(p, "reply", "EAP-Message") or "").lower().startswith("0x04")
+
+    def settle(self) -> None:
+        """Apply what the journal holds and read the change feed now (tests and benches that read the registry
+        right after an authentication; radiusd never calls this)."""
+        runtime = self.runtime
+        if runtime is not None:
+            if runtime.journal is not None:
+                runtime.journal.drain()
+            if runtime.cache is not None:
+                runtime.cache.refresh()
 
     def detach(self, p: Any) -> int:
         if self.counters is not None:
             with contextlib.suppress(Exception):  # the last counts of this process
                 self.counters.flush()
         try:
-            if self.authorizer is not None:
-                self.authorizer.store.close()
+            if self.runtime is not None:
+                self.runtime.close()  # the journal drained as far as the registry takes it; the rest stays on disk
         except Exception as exc:
             self.log(self.radiusd.L_WARN, f"closing the registry failed: {exc}")
         return self.radiusd.RLM_MODULE_OK

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the services pull in what only some commands need
     from switch_drivers.inventory import Inventory
     from trustport.services.accounts import AccountService
     from trustport.services.attestation import AttestationService
+    from trustport.services.auth_path import HookRuntime
     from trustport.services.authorize import Authorizer, PlacementService
     from trustport.services.ca import OwnerCA
     from trustport.services.console import ConsoleService
@@ -40,13 +41,25 @@ def load_trust(settings: HookSettings) -> TrustMaterial:
 
 
 def build_authorizer(settings: HookSettings, store: SqlDeviceStore | None = None, *,
-                     trust: TrustMaterial | None = None, placement: PlacementService | None = None) -> Authorizer:
+                     trust: TrustMaterial | None = None, placement: PlacementService | None = None,
+                     runtime: HookRuntime | None = None) -> Authorizer:
     """The authorization service of these settings: what the RADIUS hook runs (it has the hook settings, not the
-    YAML) and what ``App.authorizer`` is. ``store`` is reused when given (a policy reload on the same registry)."""
-    from trustport.services.authorize import Authorizer, DenyList, PlacementService
+    YAML) and what ``App.authorizer`` is. ``store`` is reused when given (a policy reload on the same registry).
+    With ``runtime`` (the hook's), reads come from its cache and writes go to its journal."""
+    from trustport.services.authorize import Authorizer, DenyList, PlacementService, mud_lookup
     from trustport.store.lifecycle import SqlLifecycleStore
     from trustport.store.sessions import SqlSessionStore
 
+    if runtime is not None:
+        from trustport.services.attestation_gate import AttestationGate
+
+        gate = AttestationGate(settings.attestation, runtime.attestations) if settings.attestation else None
+        cache = runtime.cache
+        return Authorizer(settings, runtime.reads, trust if trust is not None else load_trust(settings),
+                          PlacementService(settings, runtime.reads, gate, mud_lookup(settings)),
+                          deny_list=cache.denied if cache is not None
+                          else DenyList(SqlLifecycleStore(runtime.store).denied_index).reason,
+                          sessions=runtime.sessions)
     store = store if store is not None else SqlDeviceStore(settings.database_url)
     placement = placement if placement is not None else PlacementService.from_settings(settings, store)
     return Authorizer(settings, store, trust if trust is not None else load_trust(settings), placement,

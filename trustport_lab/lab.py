@@ -22,6 +22,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from policy.errors import StoreError
 from policy.model import DeviceKey, LifecycleState
 from policy.text import safe_text
 from policy.x509facts import facts_from_certificate, oneline_dn
@@ -30,6 +31,7 @@ from trustport.files import write_private
 from trustport.freeradius.render import render
 from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.settings.config import load_config
+from trustport.store.journal import wait_for_journal
 from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations
 from trustport_lab.directory_story import (
@@ -205,6 +207,7 @@ class Lab:
         self.macs: dict[str, str] = {}  # serial -> the MAC its supplicant uses (stable across re-authentications)
         self.ports: dict[str, int] = {}  # serial -> NAS-Port it is plugged into
         self.attestation_rows: list[str] = []
+        self._reader: SqlDeviceStore | None = None
 
     def __enter__(self) -> Lab:
         try:
@@ -227,6 +230,8 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.server.stop()
         self.store.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def certificate(self, serial: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.devices[serial][0].read_bytes())
@@ -243,9 +248,25 @@ class Lab:
         conf = write_eapol_conf(self.work / f"eapol-{serial}.conf", identity=f"{serial.lower()}.devices.example",
                                 ca_cert=self.work / "pki" / "server-ca.pem", client_cert=cert_path,
                                 private_key=key_path)
-        return run_eapol(conf, port=self.config.radius.auth_port,
-                         secret=self.config.radius.clients[0].secret.get_secret_value(),
-                         mac=self.macs[serial], nas_port=self.ports[serial])
+        result = run_eapol(conf, port=self.config.radius.auth_port,
+                           secret=self.config.radius.clients[0].secret.get_secret_value(),
+                           mac=self.macs[serial], nas_port=self.ports[serial])
+        self.settle()
+        return result
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until radiusd's journal is in the registry (its drainer applies it within milliseconds), so what
+        the lab reads next (decision log, sessions) includes the authentication that just ended."""
+        directory = self.config.journal_dir()
+        if directory is None:
+            return
+        if self._reader is None:  # not the lab's own store: that one may create a schema, this one only reads
+            self._reader = SqlDeviceStore(self.config.database_url())
+        try:
+            self._reader.ensure_schema()
+        except StoreError:
+            return  # a registry that is down or damaged takes nothing: the journal keeps it until it is back
+        wait_for_journal(directory, self._reader, timeout)
 
 
 def issue_lab_idevid(lab: Lab, serial: str) -> tuple[Path, Path]:

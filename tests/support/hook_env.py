@@ -16,7 +16,7 @@ from policy.model import CertKind
 from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
 from tests.radius_pairs import freeradius_pairs
-from trustport.settings.hook import AnchorFile, HookSettings
+from trustport.settings.hook import AnchorFile, AuthPath, HookSettings
 from trustport.store.sql import SqlDeviceStore
 
 REJECT, OK, UPDATED, NOOP, FAIL = 0, 2, 8, 7, 1
@@ -34,8 +34,14 @@ class FakeRadiusd(SimpleNamespace):
         self.lines.append((level, message))
 
 
-def write_settings(pki: DevicePki, tmp: Path) -> Path:
+# How the hook reaches the registry: "cached" as rendered from a config by default (cache + journal), "direct" as
+# an older hook.json without auth_path (every read and write on the path).
+AUTH_PATHS = ("cached", "direct")
+
+
+def write_settings(pki: DevicePki, tmp: Path, auth_path: str = "cached") -> Path:
     settings = HookSettings(
+        auth_path=AuthPath(cache=True, journal_dir=tmp / "journal") if auth_path == "cached" else AuthPath(),
         anchors=(AnchorFile("acme", CertKind.IDEVID, pki.cert_path("idevid-ca")),
                  AnchorFile("site", CertKind.LDEVID, pki.cert_path("ldevid-ca"))),
         crl_dir=pki.root / "crl", crl_refresh_seconds=30, revocation=RevocationPolicy(),

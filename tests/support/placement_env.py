@@ -152,6 +152,7 @@ class PlacementEnv:
     def via_hook(self, name: str, nas_ip: str) -> Seen:
         request = self.request(name, nas_ip)
         answer = self.hook.check_eap_tls(request)
+        self.hook.settle()  # the decision log entry is in the journal until drained
         entry = self.store.decisions(None, limit=1)[0]
         rule = _rule(entry.reasons)
         if answer == REJECT:
@@ -159,6 +160,7 @@ class PlacementEnv:
         assert isinstance(answer, tuple) and answer[0] == UPDATED, answer
         reply = {n: v for n, _, v in answer[1]["reply"]}
         self.hook.post_auth(request)  # records the session the planner works on
+        self.hook.settle()
         return Seen(entry.outcome.value, int(reply["Tunnel-Private-Group-Id"]), entry.segment, reply.get("Filter-Id"),
                     rule)
 

@@ -148,3 +148,45 @@ def test_freeradius_escapes_become_the_registry_spelling(pki: DevicePki) -> None
              for n, v in _base(pki)]
     facts = facts_from_pairs(request_pairs({"request": tuple(pairs)}))
     assert facts.device_serial == "HLD-ü-0205"
+
+
+def _reference_request_pairs(p: object, section: str = "request") -> object:
+    """What request_pairs must give, written plainly (each pair judged on its own, then grouped by name)."""
+    from radius_hooks.attributes import MAX_PAIRS, Pairs
+
+    raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
+    items = list(raw) if isinstance(raw, tuple | list) else []
+
+    def judged(pair: object) -> tuple[str, str] | None:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            return None
+        name, value = pair[0], pair[1].decode("utf-8", "replace") if isinstance(pair[1], bytes) else pair[1]
+        ok = isinstance(name, str) and bool(name) and "\x00" not in name and isinstance(value, str)
+        return (name, value) if ok else None
+
+    read = items[:MAX_PAIRS]
+    good = [j for j in map(judged, read) if j is not None]
+    grouped = {name: tuple(v for n, v in good if n == name) for name, _ in good}
+    return Pairs(grouped, len(read) - len(good), len(items) > MAX_PAIRS)
+
+
+class _Str(str):
+    pass
+
+
+@pytest.mark.parametrize("raw", [
+    (("User-Name", "a"), ("User-Name", "b"), ("NAS-Port", "1")),
+    (["User-Name", "a"], ("X", b"\xff\xfe"), ("Y", 3), (None, "v"), ("", "v"), ("N\x00ul", "v"), ("A", "1", "2")),
+    ((_Str("User-Name"), _Str("x")), ("Z",), "not a pair", 7, ("Q", "q")),
+    tuple(("A", str(i)) for i in range(1001)),
+    tuple(("A", str(i)) for i in range(1000)),
+    [("A", "1")] * 3,
+    (),
+    "a string",
+    {"request": "nope"},
+])
+def test_fast_request_pairs_equals_the_reference(raw: object) -> None:
+    from radius_hooks.attributes import request_pairs
+
+    for p, section in ((raw, "request"), ({"request": raw, "config": raw}, "config"), ({"x": raw}, "request")):
+        assert request_pairs(p, section) == _reference_request_pairs(p, section)

@@ -25,6 +25,7 @@ def test_unknown_idevid_gets_quarantine_and_is_recorded(hook: tuple[Hook, FakeRa
     store = instance.authorizer.store  # type: ignore[union-attr]
     (device,) = store.list_devices()
     assert device.state is LifecycleState.PENDING
+    instance.settle()
     assert store.decisions(device.id)[0].outcome is Outcome.QUARANTINE
 
 
@@ -73,6 +74,7 @@ def test_truncated_and_oversize_requests_are_logged_with_reason(hook: tuple[Hook
     instance, _ = hook
     oversize = _garbage(pki)[15]
     assert instance.check_eap_tls(oversize) == REJECT
+    instance.settle()
     entry = instance.authorizer.store.decisions(None, limit=1)[0]  # type: ignore[union-attr]
     assert entry.outcome is Outcome.REJECT and "cut by FreeRADIUS" in entry.reasons[0]
 
@@ -103,6 +105,7 @@ def test_post_auth_reject_logs_unverified_and_never_authorizes(hook: tuple[Hook,
                + (("Module-Failure-Message", "eap_tls: (TLS) Alert write:fatal:unknown CA"),),
                "config": (("Post-Auth-Type", "Reject"),), "reply": (("EAP-Message", "0x04050004"),)}
     assert instance.post_auth(request) == NOOP
+    instance.settle()
     entry = instance.authorizer.store.decisions(None, limit=1)[0]  # type: ignore[union-attr]
     assert entry.outcome is Outcome.REJECT
     assert "unknown CA" in entry.reasons[0] and "unverified" in entry.reasons[1]
@@ -115,6 +118,7 @@ def test_post_auth_does_not_double_log_our_own_reject(hook: tuple[Hook, FakeRadi
     assert instance.check_eap_tls(request) == REJECT
     reject_round = {**request, "config": (("Post-Auth-Type", "Reject"),)}
     assert instance.post_auth(reject_round) == NOOP
+    instance.settle()
     assert len(instance.authorizer.store.decisions(None)) == 1  # type: ignore[union-attr]
 
 
@@ -139,8 +143,10 @@ def test_our_own_reject_is_never_logged_again_as_a_tls_failure(hook: tuple[Hook,
 
         monkeypatch.setattr(authorizer, "authorize", fail)
     assert instance.check_eap_tls(request) == REJECT
+    instance.settle()
     before = len(authorizer.store.decisions(None))
     assert instance.post_auth({**request, "config": (("Post-Auth-Type", "Reject"),)}) == NOOP
+    instance.settle()
     assert len(authorizer.store.decisions(None)) == before
     assert not any("before policy" in line for _, line in radiusd.lines), radiusd.lines
 

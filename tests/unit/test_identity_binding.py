@@ -30,9 +30,9 @@ def _copy_of_sn_0002(pki: DevicePki) -> Issued:
 
 
 def _store(instance: Hook) -> SqlDeviceStore:
-    store = instance.authorizer.store  # type: ignore[union-attr]
-    assert isinstance(store, SqlDeviceStore)
-    return store
+    """The registry as an operator's command opens it (its changes wait for the hook's cache)."""
+    assert instance.runtime is not None
+    return SqlDeviceStore(instance.runtime.settings.database_url)
 
 
 def test_another_certificate_with_a_registered_serial_is_refused(hook: tuple[Hook, FakeRadiusd],
@@ -45,10 +45,12 @@ def test_another_certificate_with_a_registered_serial_is_refused(hook: tuple[Hoo
     assert instance.check_eap_tls(_request(_copy_of_sn_0002(pki), pki, "02-00-00-00-00-66")) == REJECT
     assert any("does not match the registered one" in line for _, line in radiusd.lines)
     assert store.get_device(registered.id) == registered  # nothing overwritten: serial, fingerprint, last seen
+    instance.settle()
     (event,) = SqlLifecycleStore(store).events(registered.id)
     assert (event.actor, event.action, event.from_state, event.to_state) == (
         "radius", "certificate-mismatch", "operational", "operational")
     assert "02-00-00-00-00-66" in (event.reason or "")
+    instance.settle()
     entry = store.decisions(registered.id, limit=1)[0]
     assert entry.outcome is Outcome.REJECT and any("certificate-binding" in r for r in entry.reasons)
     # the real device still gets in, and is still bound to its own certificate
@@ -69,6 +71,7 @@ def test_a_device_registered_by_serial_is_bound_on_first_use(hook: tuple[Hook, F
     assert rcode == UPDATED
     bound = store.get_device(device.id)
     assert bound is not None and bound.cert_serial == format(first.cert.serial_number, "x")
+    instance.settle()
     assert [e.action for e in SqlLifecycleStore(store).events(device.id)] == ["certificate-bound"]
     assert instance.check_eap_tls(_request(_copy_of_sn_0002(pki), pki)) == REJECT
     still = store.get_device(device.id)
@@ -89,5 +92,6 @@ def test_an_operator_rebind_moves_the_binding(hook: tuple[Hook, FakeRadiusd], pk
     rcode, _lists = instance.check_eap_tls(_request(new, pki))  # type: ignore[misc]
     assert rcode == UPDATED
     assert instance.check_eap_tls(_request(old, pki, "02-00-00-00-00-02")) == REJECT
+    instance.settle()
     actions = [e.action for e in SqlLifecycleStore(store).events(device.id)]
     assert actions == ["certificate-mismatch", "certificate-rebound"]  # newest first

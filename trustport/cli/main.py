@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trustport import logs
+from trustport.cli import auth_path as cli_auth_path
 from trustport.cli import base as cli_base
 from trustport.cli import commands as cli_commands
 from trustport.cli import db as cli_db
@@ -30,6 +31,8 @@ def cli(ctx: click.Context, log_format: logs.LogFormat, log_level: str | None) -
 cli_commands.register(cli)
 cli.add_command(cli_db.db_group)
 cli_commands.radius_group.add_command(cli_radius_status.status_command)
+cli_commands.radius_group.add_command(cli_auth_path.caches_command)
+cli_commands.radius_group.add_command(cli_auth_path.journal_command)
 
 
 def main() -> None:

@@ -116,6 +116,9 @@ def render(config: TrustportConfig, out: Path) -> list[Path]:
     metrics_dir = config.path(config.metrics.directory) if config.metrics.enabled else None
     if metrics_dir is not None:
         metrics_dir.mkdir(parents=True, exist_ok=True)
+    journal_dir = config.journal_dir()
+    if journal_dir is not None:
+        journal_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for source in sorted(templates.rglob("*")):
         if not source.is_file():
             continue
@@ -136,11 +139,14 @@ def render(config: TrustportConfig, out: Path) -> list[Path]:
     written += [anchors, settings]
     if config.radius.run_as_user:
         _hand_over(out, config.radius.run_as_user)
-        if metrics_dir is not None:  # the hook writes its counters there (the directory only, not what is in it)
+        # the hook writes its counters and its journal there (the directories only, not what is in them)
+        for what, handed in (("metrics", metrics_dir), ("journal", journal_dir)):
+            if handed is None:
+                continue
             try:
-                shutil.chown(metrics_dir, user=config.radius.run_as_user, group=config.radius.run_as_user)
+                shutil.chown(handed, user=config.radius.run_as_user, group=config.radius.run_as_user)
             except (LookupError, PermissionError) as exc:
-                raise ConfigError(f"cannot hand the metrics directory {metrics_dir} over to user "
+                raise ConfigError(f"cannot hand the {what} directory {handed} over to user "
                                   f"{config.radius.run_as_user!r} ({exc})") from exc
     return written
 

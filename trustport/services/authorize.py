@@ -37,6 +37,8 @@ from trustport.services.trust import TrustMaterial
 from trustport.settings.hook import HookSettings
 from trustport.store.protocols import SessionRepository
 
+BOUND = "certificate-bound"  # the audit action of a binding on first use
+
 
 @dataclass(frozen=True)
 class AuthResult:
@@ -211,7 +213,7 @@ class Authorizer:
         elif device is not None and result.decision.outcome is not Outcome.REJECT:
             seen = facts
             if device.cert_serial is None:
-                audit = AuditNote("radius", "certificate-bound", device.state.value,
+                audit = AuditNote("radius", BOUND, device.state.value,
                                   f"bound on first use to certificate serial {facts.cert_serial}")
         if device is not None and binding is not None and binding.ok is False:
             audit = AuditNote("radius", "certificate-mismatch", device.state.value,

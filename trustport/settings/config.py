@@ -34,7 +34,7 @@ from trustport.settings.base import PolicyProblems, SettingsModel, unique
 from trustport.settings.ca import CaSettings
 from trustport.settings.directory import DirectoryConfig
 from trustport.settings.enrollment import EnrollmentConfig
-from trustport.settings.hook import AnchorFile, HookSettings
+from trustport.settings.hook import AnchorFile, AuthPath, HookSettings, check_lease
 from trustport.settings.mud import MudConfig
 from trustport.settings.secrets import SECRET_BASE, resolve_secret
 
@@ -166,6 +166,23 @@ class MetricsSettings(SettingsModel):
     enabled: bool = True
 
 
+class AuthPathSettings(SettingsModel):
+    """What the RADIUS hook does off the authentication path (docs/performance.md)."""
+
+    cache: bool = True  # registry reads from memory, kept right by the change feed
+    refresh_seconds: float = Field(default=0.1, gt=0, le=1.0)  # how often each hook reads the feed
+    lease_seconds: float = Field(default=2.0, gt=0, le=5.0)  # how long an unconfirmed cache may still be used
+    max_cached_devices: int = Field(default=100_000, ge=1, le=10_000_000)
+    journal: bool = True  # decision log, last seen, sessions: to a local journal first, drained by a thread
+    journal_directory: Path = Path("journal")  # relative to the config file; the hook (radiusd's user) writes it
+    journal_sync: bool = False
+
+    @model_validator(mode="after")
+    def _lease_outlasts_refresh(self) -> AuthPathSettings:
+        check_lease(self.refresh_seconds, self.lease_seconds)
+        return self
+
+
 class NasSettings(SettingsModel):
     """The equipment behind one NAS: a CoA-capable entry and/or a switch, by inventory name."""
 
@@ -216,6 +233,7 @@ class TrustportConfig(SettingsModel):
     enrollment: EnrollmentConfig | None = None  # the EST server (trustport est serve)
     directory: DirectoryConfig | None = None  # device records synced from OpenLDAP / Active Directory
     metrics: MetricsSettings = MetricsSettings()
+    auth_path: AuthPathSettings = AuthPathSettings()
     base_dir: Path = Path()
     config_file: Path | None = None  # set by the loader (the hook reloads the policy from it); not read from YAML
 
@@ -303,7 +321,15 @@ class TrustportConfig(SettingsModel):
             attestation=None if att is None else att.resolved(self.base_dir),
             metrics_dir=self.path(self.metrics.directory) if self.metrics.enabled else None,
             metrics_flush_seconds=self.metrics.flush_seconds,
+            auth_path=AuthPath(
+                cache=self.auth_path.cache, refresh_seconds=self.auth_path.refresh_seconds,
+                lease_seconds=self.auth_path.lease_seconds, max_cached_devices=self.auth_path.max_cached_devices,
+                journal_dir=self.journal_dir(), journal_sync=self.auth_path.journal_sync),
         )
+
+    def journal_dir(self) -> Path | None:
+        """Where the hooks journal their writes (None: journal off)."""
+        return self.path(self.auth_path.journal_directory) if self.auth_path.journal else None
 
 
 

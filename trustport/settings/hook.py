@@ -57,6 +57,34 @@ class AnchorFile:
     max_certificate_days: Annotated[int, Field(ge=1, le=36500)] | None = None
 
 
+class AuthPath(BaseModel):
+    """How the hook keeps work off the serialized authentication path (docs/performance.md): registry reads from a
+    cache kept right by the change feed (``trustport.services.registry_cache``), and the decision log, last seen
+    and sessions written to a local journal a thread drains into the registry (``trustport.store.journal``).
+    Absent from an older hook.json: both off, every read and write goes to the registry on the path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cache: bool = False
+    refresh_seconds: float = Field(default=0.1, gt=0, le=1.0)
+    lease_seconds: float = Field(default=2.0, gt=0, le=5.0)  # trustport.store.changes.MAX_LEASE_S
+    max_cached_devices: int = Field(default=100_000, ge=1, le=10_000_000)
+    journal_dir: Path | None = None  # None: no journal
+    journal_sync: bool = False  # fdatasync each record (survives host power loss too; costs a disk flush each)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_refresh(self) -> AuthPath:
+        check_lease(self.refresh_seconds, self.lease_seconds)
+        return self
+
+
+def check_lease(refresh_seconds: float, lease_seconds: float) -> None:
+    """A cache must renew its lease before it runs out (``auth_path`` in the YAML and in hook.json)."""
+    if refresh_seconds >= lease_seconds:
+        raise ValueError(f"refresh_seconds ({refresh_seconds}) must be below lease_seconds ({lease_seconds}): a "
+                         "cache must renew its lease before it runs out")
+
+
 class HookSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -75,6 +103,7 @@ class HookSettings(BaseModel):
     # where the hook leaves its counters (latency, outcomes) for /metrics; None: metrics off
     metrics_dir: Path | None = None
     metrics_flush_seconds: float = Field(default=5.0, gt=0)
+    auth_path: AuthPath = AuthPath()
     _rules: SegmentRules = PrivateAttr()
 
     @model_validator(mode="after")

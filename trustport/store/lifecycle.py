@@ -165,6 +165,10 @@ class SqlLifecycleStore:
     def denied_index(self) -> dict[tuple[str, str], str]:
         """Every denied certificate -> why (the hook keeps this in memory)."""
         with self.store.transaction("reading the deny list") as conn:
-            rows = conn.execute(sa.select(denied_certificates)).all()
+            return self.denied_index_in(conn)
+
+    @staticmethod
+    def denied_index_in(conn: Connection) -> dict[tuple[str, str], str]:
+        rows = conn.execute(sa.select(denied_certificates)).all()
         return {(r.issuer, r.cert_serial): f"on the local deny list since {r.time.isoformat()}"
                 + (f": {r.reason}" if r.reason else "") for r in rows}

@@ -372,3 +372,49 @@ issued_certificates = sa.Table(
     sa.Column("replaced_by", sa.String(64)),  # cert_serial of the certificate issued in its place
     sa.Column("pem", sa.Text, nullable=False),
 )
+
+# -- the auth path's memory (trustport.store.changes, trustport.store.journal) --------------------------------------
+
+# One row (id 1): bumped by the change triggers (trustport.store.changes) in every transaction that changes what a
+# decision reads (a device, its attestation results, the deny list). On PostgreSQL the bump takes this row's lock
+# until commit, so generations are handed out in commit order: a reader that sees generation G sees every change
+# numbered <= G and none above.
+registry_generation = sa.Table(
+    "registry_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
+# What changed at each generation: a device id (its row, its attestation results), or NULL for the deny list.
+registry_changes = sa.Table(
+    "registry_changes",
+    metadata,
+    sa.Column("id", LOG_ID, primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False, index=True),
+    sa.Column("device_id", sa.Integer, nullable=True),  # no foreign key: a deleted device's id must stay here
+    sa.Column("what", sa.String(16), nullable=False),  # device | attestation | deny
+    sa.Index("ix_registry_changes_device", "device_id", "generation"),  # the journal's stale-session check
+)
+
+# Each hook's read cache and the generation it has applied, with a lease: a cache is used only while its lease
+# holds, and an operator action returns once every live cache has applied it (or its lease ran out).
+registry_caches = sa.Table(
+    "registry_caches",
+    metadata,
+    sa.Column("cache_id", sa.String(600), primary_key=True),  # server id + pid
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("lease_until", UtcDateTime, nullable=False),  # the database's clock
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# How far each local journal (decisions, last seen, sessions written by the hook before it answers) has been
+# applied: updated in the same transaction as the records, so a record is applied exactly once.
+journal_progress = sa.Table(
+    "journal_progress",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),  # the journal file's name (unique per process and file)
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

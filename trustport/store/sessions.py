@@ -73,13 +73,24 @@ class SqlSessionStore:
         nas = sa.or_(sessions.c.nas_ip == context.nas_ip, sessions.c.nas_identifier == context.nas_identifier)
         return sa.and_(sessions.c.calling_station_id == mac, sessions.c.active.is_(True), nas)
 
-    def _active(self, conn: Connection, context: NetworkContext, mac: str) -> Row[Any] | None:
-        query = sa.select(sessions).where(self._same_place(context, mac)).order_by(sessions.c.id.desc()).limit(1)
+    @staticmethod
+    def _active(conn: Connection, context: NetworkContext, mac: str) -> Row[Any] | None:
+        query = (sa.select(sessions).where(SqlSessionStore._same_place(context, mac))
+                 .order_by(sessions.c.id.desc()).limit(1))
         return conn.execute(query).first()
 
     def authenticated(self, device_id: int | None, context: NetworkContext, vlan: int | None, segment: str | None,
                       now: datetime, acct_session_id: str | None = None) -> SessionView | None:
         """An Access-Accept went out: open (or refresh) the device's session on this NAS and MAC."""
+        if not context.calling_station_id:
+            return None
+        with self.store.transaction("recording a session") as conn:
+            return self.authenticated_in(conn, device_id, context, vlan, segment, now, acct_session_id)
+
+    @staticmethod
+    def authenticated_in(conn: Connection, device_id: int | None, context: NetworkContext, vlan: int | None,
+                         segment: str | None, now: datetime, acct_session_id: str | None = None) -> SessionView | None:
+        """``authenticated`` inside the caller's transaction (the journal applies a batch of them in one)."""
         if not context.calling_station_id:
             return None
         mac = normalise_mac(context.calling_station_id)
@@ -88,16 +99,14 @@ class SqlSessionStore:
                   "updated_at": now}
         if acct_session_id:
             values["acct_session_id"] = acct_session_id
-        with self.store.transaction("recording a session") as conn:
-            row = self._active(conn, context, mac)
-            if row is None:
-                conn.execute(sessions.insert().values(calling_station_id=mac, active=True, started_at=now,
-                                                      **values))
-            else:
-                if row.vlan != vlan:  # RADIUS assigned another VLAN: no switch has read this one back yet
-                    values["vlan_read_back_at"] = None
-                conn.execute(sessions.update().where(sessions.c.id == row.id).values(**values))
-            found = self._active(conn, context, mac)
+        row = SqlSessionStore._active(conn, context, mac)
+        if row is None:
+            conn.execute(sessions.insert().values(calling_station_id=mac, active=True, started_at=now, **values))
+        else:
+            if row.vlan != vlan:  # RADIUS assigned another VLAN: no switch has read this one back yet
+                values["vlan_read_back_at"] = None
+            conn.execute(sessions.update().where(sessions.c.id == row.id).values(**values))
+        found = SqlSessionStore._active(conn, context, mac)
         return _view(found) if found is not None else None
 
     def accounting(self, kind: str, context: NetworkContext, acct_session_id: str | None,

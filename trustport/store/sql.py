@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -52,6 +53,7 @@ from policy.model import (
     RadiusServerRecord,
     VerifiedCertificate,
 )
+from trustport.store import changes
 from trustport.store.schema import (
     UtcDateTime,
     decision_log,
@@ -72,7 +74,8 @@ _LEGACY_TABLES: Final = frozenset({"schema_version", "devices", "decision_log"})
 # Tables added after registries were already in use: one that lacks only these is outdated, not corrupt, and
 # 'trustport db init' adds them. Every new table goes here.
 _ADDED_TABLES: Final = frozenset({"api_tokens", "attestation_seen", "audit_log", "device_certificates",
-                                  "directory_links", "directory_status", "issued_certificates", "radius_servers",
+                                  "directory_links", "directory_status", "issued_certificates", "journal_progress",
+                                  "radius_servers", "registry_caches", "registry_changes", "registry_generation",
                                   "users", "web_sessions"})
 # Nullable columns added to existing tables later: a registry that lacks only these is outdated too, and
 # 'trustport db init' adds them (ALTER TABLE ... ADD COLUMN). Every new column of an existing table goes here.
@@ -203,7 +206,7 @@ class SqlDeviceStore:
     """
 
     def __init__(self, url: str, *, connect_timeout_s: float = 3.0, statement_timeout_s: float = 2.0,
-                 create: bool = False) -> None:
+                 create: bool = False, wait_for_caches: bool = True) -> None:
         if connect_timeout_s <= 0 or statement_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         self._url = _parse_url(url)
@@ -216,10 +219,15 @@ class SqlDeviceStore:
         self._schema_ready = False  # verified, and the file (if any) unchanged since: see ensure_schema
         self._file_seen: _FileId | None = None  # the SQLite file as it was when last verified
         self._registry_id: str | None = None  # pinned at the first successful check
+        # After a commit that changed what decisions read, wait until the hooks' caches have it (see
+        # trustport.store.changes); the hook's own store does not (its writes are its own authentications).
+        self.wait_for_caches = wait_for_caches
+        self.last_barrier: changes.BarrierResult | None = None
         try:
             self._engine = self._create_engine(connect_timeout_s, statement_timeout_s)
         except (exc.SQLAlchemyError, ImportError) as e:
             raise self._store_error("opening the database", e) from e
+        event.listen(self._engine, "before_cursor_execute", _note_tracked_change)
 
     def __repr__(self) -> str:
         return f"SqlDeviceStore({self.display_url!r})"
@@ -302,6 +310,13 @@ class SqlDeviceStore:
             os.fchmod(fd, 0o600)
         finally:
             os.close(fd)
+
+    def file_unchanged(self) -> bool:
+        """The SQLite file is exactly as last verified (inode, size, mtime; one ``os.stat``): for readers that
+        answer from memory (the hook's cache) and must not do so once the file under them was replaced, truncated or
+        rewritten. A WAL checkpoint changes it too: the next transaction re-verifies and the readers go on. Always
+        True on PostgreSQL."""
+        return self._schema_ready and self._file_unchanged()
 
     def _file_unchanged(self) -> bool:
         return self._sqlite_path is None or _file_id(self._sqlite_path) == self._file_seen
@@ -403,6 +418,7 @@ class SqlDeviceStore:
                 raise StoreError(self._problem(RegistryState.FOREIGN, _foreign_tables(tables)))
             metadata.create_all(conn)
             _add_columns(conn)
+            changes.install(conn)
             found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one_or_none()
             if found is None:
                 conn.execute(
@@ -530,6 +546,10 @@ class SqlDeviceStore:
             added_columns += [f"{name}.{column}" for column in lacking]
         if added_columns:
             outdated.append(f"column(s) {', '.join(added_columns)} do not exist yet")
+        if not missing:
+            lacking_triggers = changes.missing_triggers(conn)
+            if lacking_triggers:
+                outdated.append(f"the change trigger(s) {', '.join(lacking_triggers)} do not exist yet")
         if outdated:  # tables/columns a newer trustport added: 'db init' creates them next to the data
             return self._unhealthy(RegistryState.OUTDATED, ", ".join(outdated))
         count = conn.execute(sa.select(sa.func.count()).select_from(devices)).scalar_one()
@@ -596,8 +616,29 @@ class SqlDeviceStore:
         self.ensure_schema()
         opened = self._file_seen
         with self._translated(action), self._engine.begin() as conn:
+            conn.info.pop(_TRACKED, None)
             yield conn
+            tracked = conn.info.pop(_TRACKED, False)
         self._check_unchanged(action, opened)
+        if tracked:
+            self._after_change(action)
+
+    def _after_change(self, action: str) -> None:
+        """A committed change of what decisions read: return only once no hook's cache can decide without it."""
+        if self.wait_for_caches:
+            self.barrier(action)
+
+    def barrier(self, action: str) -> changes.BarrierResult:
+        """Wait until every hook's cache has applied the registry's current generation (or its lease ran out)."""
+        result = changes.wait_for_caches(self._engine.connect)
+        self.last_barrier = result
+        if result.error is not None or result.lapsed:
+            _log.warning("%s: committed (generation %d); %s", action, result.generation,
+                         f"could not confirm the FreeRADIUS caches ({result.error}); waited "
+                         f"{result.waited_s:.1f} s, until every lease had run out" if result.error else
+                         f"cache(s) {', '.join(result.lapsed)} did not confirm it; their leases ran out, so they "
+                         "read the registry directly until they catch up")
+        return result
 
     def _check_unchanged(self, action: str, opened: _FileId | None) -> None:
         """After the commit: a file replaced or deleted meanwhile took the change with it (fail, so the hook
@@ -761,11 +802,13 @@ class SqlDeviceStore:
             with self._engine.begin() as conn:
                 new_id = conn.execute(devices.insert().values(**values).returning(devices.c.id)).scalar_one()
                 record = self._one(conn, devices.c.id == new_id)
+                conn.info.pop(_TRACKED, None)
         except exc.IntegrityError:
             raise
         except exc.SQLAlchemyError as e:
             raise self._store_error(f"adding device {values['serial_number']} @ {values['issuer']}", e) from e
         assert record is not None  # just inserted in this transaction
+        self._after_change(f"adding device {values['serial_number']} @ {values['issuer']}")
         return record
 
     def record_seen(self, device_id: int, facts: CertificateFacts, now: datetime) -> None:
@@ -856,6 +899,13 @@ class SqlDeviceStore:
         """Append to the log; with ``seen``, also record the device as seen and ``seen`` as its last verified
         certificate (``kind``: its anchor role), and with ``audit`` an audit entry, in the same transaction."""
         _aware(entry.time, "entry.time")
+        with self._transaction("appending to the decision log") as conn:
+            self.append_decision_in(conn, entry, seen, audit, kind=kind)
+
+    def append_decision_in(self, conn: Connection, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
+                           audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
+        """``append_decision`` inside the caller's transaction (the journal applies a batch of them in one)."""
+        _aware(entry.time, "entry.time")
         ctx = entry.context
         values = {
             "time": entry.time,
@@ -872,13 +922,12 @@ class SqlDeviceStore:
             "reasons": json.dumps(list(entry.reasons)),
             "policy_revision": entry.policy_revision,
         }
-        with self._transaction("appending to the decision log") as conn:
-            if seen is not None and entry.device_id is not None:
-                self._seen(conn, entry.device_id, seen, entry.time)
-                self._remember_certificate(conn, entry.device_id, seen, kind, entry.time)
-            if audit is not None and entry.device_id is not None:
-                self._audit(conn, entry.device_id, entry.time, audit)
-            conn.execute(decision_log.insert().values(**values))
+        if seen is not None and entry.device_id is not None:
+            self._seen(conn, entry.device_id, seen, entry.time)
+            self._remember_certificate(conn, entry.device_id, seen, kind, entry.time)
+        if audit is not None and entry.device_id is not None:
+            self._audit(conn, entry.device_id, entry.time, audit)
+        conn.execute(decision_log.insert().values(**values))
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:
         if limit < 0:
@@ -989,6 +1038,16 @@ class SqlDeviceStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+_TRACKED: Final = "trustport_tracked_change"
+_log = logging.getLogger("trustport.store")
+
+
+def _note_tracked_change(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+    """Mark the transaction when a statement may change a table decisions read (the triggers do the rest)."""
+    if changes.is_tracked_dml(statement):
+        conn.info[_TRACKED] = True
 
 
 def _add_columns(conn: Connection) -> None:
