@@ -54,8 +54,9 @@ def _pairs_of(source: object) -> Iterable[object]:
     return ()
 
 
-def request_pairs(p: object, section: str = "request") -> Pairs:
-    """Extract one list from what rlm_python3 passed: a dict of lists (pass_all_vps_dict) or a bare tuple."""
+def request_pairs(p: object, section: str = "request", only: frozenset[str] | None = None) -> Pairs:
+    """Extract one list from what rlm_python3 passed: a dict of lists (pass_all_vps_dict) or a bare tuple.
+    ``only``: just these attributes (the others are neither kept nor counted as malformed)."""
     raw = p.get(section, ()) if isinstance(p, dict) else (p if section == "request" else ())
     items: Sequence[object] = raw if isinstance(raw, tuple | list) else ()
     values: dict[str, list[str]] = {}
@@ -64,6 +65,8 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
         # what rlm_python3 passes: a 2-tuple of str (checked by exact type: the fast path of every request)
         if type(pair) is tuple and len(pair) == 2:
             name, value = pair
+            if only is not None and name not in only:
+                continue
             if type(name) is str and type(value) is str and name and "\x00" not in name:
                 found = values.get(name)
                 if found is None:
@@ -75,6 +78,8 @@ def request_pairs(p: object, section: str = "request") -> Pairs:
             dropped += 1
             continue
         name, value = pair
+        if only is not None and name not in only:
+            continue
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if not isinstance(name, str) or not isinstance(value, str) or not name or "\x00" in name:
@@ -248,6 +253,10 @@ def first_value(p: object, section: str, name: str) -> str | None:
         if isinstance(value, str):
             return value
     return None
+
+
+CONTEXT_ATTRIBUTES = frozenset({"NAS-IP-Address", "NAS-IPv6-Address", "NAS-Identifier", "NAS-Port-Id", "NAS-Port",
+                                "Calling-Station-Id", "User-Name"})
 
 
 def network_context(pairs: Pairs) -> NetworkContext:

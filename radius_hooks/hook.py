@@ -22,6 +22,7 @@ from policy.errors import StoreError
 from policy.model import Decision, DecisionLogEntry, NetworkContext, Outcome, RadiusServerRecord
 from policy.text import safe_text
 from radius_hooks.attributes import (
+    CONTEXT_ATTRIBUTES,
     FactsCache,
     Pairs,
     RequestError,
@@ -41,6 +42,9 @@ ReplyPairs = tuple[tuple[str, str, str], ...]
 DEDUP_SECONDS = 30.0
 RELOAD_CHECK_SECONDS = 1.0  # how often the auth path stats the YAML config (and policy file) for a change
 TOUCH_SECONDS = 60.0  # how often radius_servers.last_auth_at is written (never on every authentication)
+
+# what post_auth reads of an accept's request (the session it opens): the rest of the list is skipped
+SESSION_ATTRIBUTES = CONTEXT_ATTRIBUTES | {"TLS-Client-Cert-Serial", "Acct-Session-Id"}
 
 _Stamp = tuple[tuple[str, int, int, int] | None, ...]
 
@@ -481,7 +485,7 @@ class Hook:
         """Accept: remember where the device is connected (NAS, port, MAC), for later enforcement."""
         if self.authorizer is None or self.authorizer.sessions is None:
             return
-        pairs = request_pairs(p)
+        pairs = request_pairs(p, only=SESSION_ATTRIBUTES)
         context = network_context(pairs)
         accepted = self._accepted.pop((_serial_of(pairs), context.calling_station_id or ""), None)
         if accepted is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -232,6 +233,41 @@ class CacheContract:
         assert found.state is LifecycleState.QUARANTINED
         assert cache.stats.bypassed == bypassed + 1
 
+    @pytest.mark.parametrize("held", [0.12, 0.5])
+    def test_a_refresh_held_up_past_its_lease_does_not_renew_it(
+            self, make_cache: Callable[..., RegistryCache], operator: SqlDeviceStore, device: int,
+            held: float) -> None:
+        """The refresher reads the feed, then is held up (GIL, a slow disk) until its lease has run out; an action
+        commits meanwhile and its barrier goes past the lapsed cache. The held-up cycle must not renew the lease
+        with what it read before: the cache stays unused until it has registered again and read the feed. Held
+        0.12 s: the cycle began just before the lease ran out (what a renewal after the fact would get wrong);
+        0.5 s: longer than the lease."""
+        cache = make_cache(start=False, lease=0.4)
+        assert cache.find_device(KEY) is not None
+        time.sleep(max(0.0, 0.4 - held + 0.05))  # the held-up cycle starts inside the lease and ends after it
+        real_apply = cache._apply
+        armed = [True]
+
+        def held_up(*args: Any) -> None:
+            real_apply(*args)  # applied what was read before the action ...
+            if armed[0]:
+                armed[0] = False
+                time.sleep(held)  # ... held up past the lease ...
+                operator.update_device(device, state=LifecycleState.QUARANTINED)  # ... the barrier goes past it
+
+        operator.wait_for_caches = False
+        operator.update_device(device, owner="mallory")  # a change for the held-up cycle to acknowledge
+        operator.wait_for_caches = True
+        cache._apply = held_up  # type: ignore[method-assign]
+        cache.refresh()  # the held-up cycle tries to renew: the lease has run out, so it must not
+        assert not cache.usable()
+        found = cache.find_device(KEY)
+        assert found is not None and found.state is LifecycleState.QUARANTINED  # read directly
+        assert cache.refresh()  # registers again, then reads the feed
+        assert cache.stats.lapses >= 1
+        found = cache.find_device(KEY)
+        assert cache.usable() and found is not None and found.state is LifecycleState.QUARANTINED
+
     def test_a_lookup_racing_a_change_does_not_keep_what_it_read(
             self, make_cache: Callable[..., RegistryCache], operator: SqlDeviceStore, device: int) -> None:
         cache = make_cache(start=False)
@@ -315,6 +351,6 @@ class CacheContract:
             done.set()
             for thread in threads:
                 thread.join()
-        assert stale == []
+        assert stale == [], (stale[:5], cache.stats, operator.last_barrier)
         assert reads[0] > 100
         assert cache.stats.hits > 0

@@ -189,4 +189,9 @@ def test_fast_request_pairs_equals_the_reference(raw: object) -> None:
     from radius_hooks.attributes import request_pairs
 
     for p, section in ((raw, "request"), ({"request": raw, "config": raw}, "config"), ({"x": raw}, "request")):
-        assert request_pairs(p, section) == _reference_request_pairs(p, section)
+        expected = _reference_request_pairs(p, section)
+        assert request_pairs(p, section) == expected
+        only = frozenset({"User-Name", "A", "Y"})  # a subset: exactly those names' values, as the full parse has them
+        subset = request_pairs(p, section, only=only)
+        assert dict(subset.values) == {k: v for k, v in expected.values.items() if k in only}  # type: ignore[attr-defined]
+        assert subset.overflow == expected.overflow  # type: ignore[attr-defined]

@@ -597,3 +597,50 @@ def test_wait_for_journal_times_out_when_nobody_drains(journal: Journal, store: 
     assert time.monotonic() - start < 1
     journal.drain()
     wait_for_journal(journal.directory, store, 0.2)
+
+
+def test_a_batch_of_sessions_is_the_same_as_one_after_the_other(tmp_path: Path) -> None:
+    """The drainer's batch (authenticated_many_in) against the same calls one by one: the same MAC twice, a new
+    session then its refresh, a NAS known only by identifier (NULL address), a VLAN change that clears the
+    read-back, an Acct-Session-Id that a later Accept without one keeps."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from policy.model import NetworkContext
+    from tests.support.store_contract import NOW
+    from trustport.store.schema import sessions as sessions_table
+    from trustport.store.sessions import SqlSessionStore, normalise_mac
+
+    a = NetworkContext(nas_ip="192.0.2.1", nas_port="1", calling_station_id="02:00:00:00:00:01")
+    a_named = NetworkContext(nas_identifier="sw-a", nas_port="1", calling_station_id="02-00-00-00-00-01")
+    b = NetworkContext(nas_ip="192.0.2.2", nas_port="7", calling_station_id="02:00:00:00:00:02")
+    items = [
+        (None, a, 30, "production", NOW, "acct-1"),
+        (None, b, 30, "production", NOW, None),
+        (None, a, 30, "production", NOW + timedelta(seconds=1), None),  # keeps acct-1
+        (None, a_named, 999, "quarantine", NOW + timedelta(seconds=2), None),  # another place: a new session
+        (None, a, 999, "quarantine", NOW + timedelta(seconds=3), "acct-2"),  # VLAN changed: read-back cleared
+        (None, NetworkContext(nas_ip="192.0.2.1"), 30, None, NOW, None),  # no MAC: nothing
+    ]
+    rows = []
+    for batched in (False, True):
+        with SqlDeviceStore(f"sqlite:///{tmp_path / f'r{batched}.db'}", create=True) as store:
+            store.ensure_schema()
+            with store.transaction("seed") as conn:  # a session the switch read back already
+                SqlSessionStore.authenticated_many_in(conn, [items[0]])
+                conn.execute(sessions_table.update().values(vlan_read_back_at=NOW))
+            with store.transaction("apply") as conn:
+                if batched:
+                    SqlSessionStore.authenticated_many_in(conn, items)
+                else:
+                    for item in items:
+                        SqlSessionStore.authenticated_in(conn, *item)
+                rows.append([tuple(r) for r in conn.execute(select(sessions_table).order_by(sessions_table.c.id))])
+                # and what the store's own query (_same_place) finds at each place afterwards
+                found = {name: SqlSessionStore._active(conn, ctx, normalise_mac(ctx.calling_station_id or ""))
+                         for name, ctx in (("a", a), ("a_named", a_named), ("b", b))}
+                assert {n: (r.vlan, r.acct_session_id, r.vlan_read_back_at) for n, r in found.items() if r} == {
+                    "a": (999, "acct-2", None), "a_named": (999, None, None), "b": (30, None, None)}
+    assert rows[0] == rows[1]
+    assert len(rows[0]) == 3

@@ -36,7 +36,7 @@ UNIT_OF_WORK_STATICS: dict[type, frozenset[str]] = {
     SqlLifecycleStore: frozenset({"record_in", "standing_for_update", "active_session_ids_in", "set_state_in",
                                   "deny_in", "move_binding_in", "denied_index_in"}),
     SqlJobQueue: frozenset({"enqueue_in", "lock"}),
-    SqlSessionStore: frozenset({"authenticated_in"}),
+    SqlSessionStore: frozenset({"authenticated_in", "authenticated_many_in"}),
     SqlAttestationStore: frozenset(),
     SqlIssuedStore: frozenset(),
 }

@@ -121,6 +121,7 @@ class HookRuntime:
                                    lease_seconds=options.lease_seconds, max_devices=options.max_cached_devices,
                                    report=report) if options.cache else None
         self.journal = Journal(options.journal_dir, self.store, owner=cache_id, sync_each=options.journal_sync,
+                               flush_seconds=options.journal_flush_seconds,
                                report=report) if options.journal_dir is not None else None
         self.reads = HookReads(self.store, self.cache, self.journal)
         sessions = SqlSessionStore(self.store)

@@ -36,6 +36,7 @@ from trustport.store.lifecycle import SqlLifecycleStore
 from trustport.store.sql import SqlDeviceStore
 
 PRUNE_SECONDS = 60.0
+FILE_CHECK_SECONDS = 0.001
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -48,6 +49,7 @@ class CacheStats:
     refreshes: int = 0
     resets: int = 0  # the feed no longer reached back to the applied generation: everything dropped
     errors: int = 0
+    lapses: int = 0  # the lease ran out before the refresher renewed it (held up): registered and read again
 
 
 class RegistryCache:
@@ -73,7 +75,9 @@ class RegistryCache:
         self._denied: Mapping[tuple[str, str], str] = {}
         self.applied = -1  # the generation everything held reflects; -1: nothing yet
         self._valid_until = 0.0  # monotonic; the cache is used only before this
+        self._file_checked_until = 0.0
         self._acked = -1
+        self._registered = False  # holds a lease taken before the last feed read
         self._next_prune = 0.0
         self._last_problem: str | None = None
         # No lease is taken before the first lookup: a radiusd that never authenticates (``freeradius -C`` runs
@@ -86,9 +90,15 @@ class RegistryCache:
     # -- the auth path -------------------------------------------------------------------------------------------
 
     def usable(self) -> bool:
-        """The lease holds and the registry (its SQLite file) is exactly as last verified."""
-        if self._monotonic() < self._valid_until and self.store.file_unchanged():
-            return True
+        """The lease holds and the registry (its SQLite file) is exactly as last verified (one ``os.stat`` per
+        millisecond at most: an authentication asks three times)."""
+        now = self._monotonic()
+        if now < self._valid_until:
+            if now < self._file_checked_until:
+                return True
+            if self.store.file_unchanged():
+                self._file_checked_until = now + FILE_CHECK_SECONDS
+                return True
         if not self._wanted.is_set():
             self._wanted.set()  # the first lookup: from now on the refresher takes (and renews) a lease
         return False
@@ -166,23 +176,37 @@ class RegistryCache:
         """One cycle: read the feed, drop what changed, acknowledge. False when the registry could not be read (the
         lease then runs out and the hook reads the registry directly)."""
         started = self._monotonic()
+        wanted = self._wanted.is_set()
         try:
+            # First, or after the lease ran out (this thread was held up, or the registry was away): a lease taken
+            # before the feed is read, so nothing read is older than it (a barrier may have gone past meanwhile).
+            if wanted and (not self._registered or started >= self._valid_until):
+                if self._registered:
+                    self.stats.lapses += 1
+                with self.store.transaction("registering the registry cache") as conn:
+                    changes.register(conn, self.cache_id, self.applied, self.lease_seconds)
+                self._registered = True
             with self.store.transaction("reading the registry's change feed") as conn:
                 newest = changes.generation(conn)
                 feed, complete = changes.changes(conn, self.applied, newest) if self.applied >= 0 else ((), False)
                 reload_deny = not complete or any(change.what == "deny" for change in feed)
                 denied = self._lifecycle.denied_index_in(conn) if reload_deny else None
             self._apply(newest, feed, complete, denied)
-            if not self._wanted.is_set():
+            if not wanted:
                 pass  # nothing asked yet: no lease (see __init__)
             elif self.applied != self._acked or started + self.lease_seconds / 2 > self._valid_until:
                 with self.store.transaction("acknowledging the registry cache") as conn:
-                    changes.acknowledge(conn, self.cache_id, self.applied, self.lease_seconds)
-                    if started >= self._next_prune:
+                    renewed = changes.renew(conn, self.cache_id, self.applied, self.lease_seconds)
+                    if renewed and started >= self._next_prune:
                         changes.prune(conn, newest)
                         self._next_prune = started + PRUNE_SECONDS
-                self._acked = self.applied
-                self._valid_until = started + self.lease_seconds
+                if renewed:  # the lease held from the feed read to here: what was read is good until it runs out
+                    self._acked = self.applied
+                    self._valid_until = started + self.lease_seconds
+                else:  # it ran out meanwhile (this thread was held up): not used until registered and read again
+                    self._registered = False
+                    self._valid_until = 0.0
+                    self.stats.lapses += 1
             self.stats.refreshes += 1
             if self._last_problem is not None:
                 self._report(f"registry cache: the change feed is readable again (generation {self.applied})")

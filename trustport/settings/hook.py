@@ -71,6 +71,7 @@ class AuthPath(BaseModel):
     max_cached_devices: int = Field(default=100_000, ge=1, le=10_000_000)
     journal_dir: Path | None = None  # None: no journal
     journal_sync: bool = False  # fdatasync each record (survives host power loss too; costs a disk flush each)
+    journal_flush_seconds: float = Field(default=0.2, gt=0, le=10)  # under load, one transaction this often
 
     @model_validator(mode="after")
     def _lease_outlasts_refresh(self) -> AuthPath:

@@ -145,8 +145,10 @@ def generation(conn: Connection) -> int:
 def changes(conn: Connection, after: int, upto: int) -> tuple[Sequence[Change], bool]:
     """The changes numbered after ``after`` up to ``upto``, and whether the feed still reaches back to ``after``
     (False: rows were pruned since; the reader must drop everything it holds)."""
+    if after >= upto:
+        return (), True  # nothing new: the one statement a quiet cycle costs is the generation read
     oldest = conn.execute(sa.select(sa.func.min(registry_changes.c.generation))).scalar()
-    complete = after >= upto or (oldest is not None and int(oldest) <= after + 1)
+    complete = oldest is not None and int(oldest) <= after + 1
     rows = conn.execute(sa.select(registry_changes.c.generation, registry_changes.c.device_id,
                                   registry_changes.c.what)
                         .where(registry_changes.c.generation > after, registry_changes.c.generation <= upto)
@@ -183,15 +185,27 @@ def db_now(conn: Connection) -> datetime:
     return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
 
 
-def acknowledge(conn: Connection, cache_id: str, applied: int, lease_seconds: float) -> datetime:
-    """Record that cache ``cache_id`` has applied ``applied``, leased until the database's now + lease."""
+def register(conn: Connection, cache_id: str, applied: int, lease_seconds: float) -> None:
+    """Take a lease for cache ``cache_id`` (again), saying it has applied ``applied``: from this commit on, every
+    barrier waits for it. A cache reads the feed only after this, so nothing it reads predates the lease."""
     now = db_now(conn)
-    until = now + timedelta(seconds=lease_seconds)
-    values: dict[str, Any] = {"generation": applied, "lease_until": until, "updated_at": now}
+    values: dict[str, Any] = {"generation": applied, "lease_until": now + timedelta(seconds=lease_seconds),
+                              "updated_at": now}
     done = conn.execute(registry_caches.update().where(registry_caches.c.cache_id == cache_id).values(**values))
     if done.rowcount == 0:
         conn.execute(registry_caches.insert().values(cache_id=cache_id, **values))
-    return until
+
+
+def renew(conn: Connection, cache_id: str, applied: int, lease_seconds: float) -> bool:
+    """Acknowledge ``applied`` and extend the lease, only if it still holds (the database's clock). False: it ran
+    out, so a barrier may have gone past this cache; what it read since is not to be trusted: it registers again
+    and reads the feed after that."""
+    now = db_now(conn)
+    done = conn.execute(registry_caches.update()
+                        .where(registry_caches.c.cache_id == cache_id, registry_caches.c.lease_until > now)
+                        .values(generation=applied, lease_until=now + timedelta(seconds=lease_seconds),
+                                updated_at=now))
+    return bool(done.rowcount == 1)
 
 
 def release(conn: Connection, cache_id: str) -> None:

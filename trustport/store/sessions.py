@@ -64,6 +64,27 @@ def normalise_mac(value: str) -> str:
     return value.strip()[:64]
 
 
+# The arguments of one ``authenticated``: device id, context, VLAN, segment, time, Acct-Session-Id.
+Opened = tuple[int | None, NetworkContext, int | None, str | None, datetime, str | None]
+
+
+def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=column.type)
+
+
+# What ``authenticated`` writes into the session it found (by id): a new VLAN clears the read-back.
+_REFRESH = sessions.update().where(sessions.c.id == sa.bindparam("s_id")).values(
+    device_id=_param("s_device", sessions.c.device_id), nas_ip=_param("s_nas_ip", sessions.c.nas_ip),
+    nas_identifier=_param("s_nas_id", sessions.c.nas_identifier), nas_port=_param("s_port", sessions.c.nas_port),
+    user_name=_param("s_user", sessions.c.user_name), segment=_param("s_segment", sessions.c.segment),
+    # RADIUS assigned another VLAN: no switch has read this one back yet
+    vlan_read_back_at=sa.case((sessions.c.vlan.is_not_distinct_from(_param("s_vlan", sessions.c.vlan)),
+                               sessions.c.vlan_read_back_at), else_=None),
+    vlan=_param("s_vlan", sessions.c.vlan), updated_at=_param("s_now", sessions.c.updated_at),
+    acct_session_id=sa.func.coalesce(_param("s_acct", sessions.c.acct_session_id), sessions.c.acct_session_id),
+)
+
+
 class SqlSessionStore:
     def __init__(self, store: SqlDeviceStore) -> None:
         self.store = store
@@ -90,24 +111,50 @@ class SqlSessionStore:
     @staticmethod
     def authenticated_in(conn: Connection, device_id: int | None, context: NetworkContext, vlan: int | None,
                          segment: str | None, now: datetime, acct_session_id: str | None = None) -> SessionView | None:
-        """``authenticated`` inside the caller's transaction (the journal applies a batch of them in one)."""
+        """``authenticated`` inside the caller's transaction."""
         if not context.calling_station_id:
             return None
-        mac = normalise_mac(context.calling_station_id)
-        values = {"device_id": device_id, "nas_ip": context.nas_ip, "nas_identifier": context.nas_identifier,
-                  "nas_port": context.nas_port, "user_name": context.user_name, "vlan": vlan, "segment": segment,
-                  "updated_at": now}
-        if acct_session_id:
-            values["acct_session_id"] = acct_session_id
-        row = SqlSessionStore._active(conn, context, mac)
-        if row is None:
-            conn.execute(sessions.insert().values(calling_station_id=mac, active=True, started_at=now, **values))
-        else:
-            if row.vlan != vlan:  # RADIUS assigned another VLAN: no switch has read this one back yet
-                values["vlan_read_back_at"] = None
-            conn.execute(sessions.update().where(sessions.c.id == row.id).values(**values))
-        found = SqlSessionStore._active(conn, context, mac)
+        SqlSessionStore.authenticated_many_in(conn, [(device_id, context, vlan, segment, now, acct_session_id)])
+        found = SqlSessionStore._active(conn, context, normalise_mac(context.calling_station_id))
         return _view(found) if found is not None else None
+
+    @staticmethod
+    def authenticated_many_in(conn: Connection, items: Sequence[Opened]) -> None:
+        """Several ``authenticated``s in order, in the caller's transaction (the journal's drainer applies its
+        batches with this): one SELECT of the active sessions of these MACs, one executemany UPDATE of the ones
+        found (a new VLAN clears its read-back), an INSERT for each new one."""
+        wanted = [(item, normalise_mac(item[1].calling_station_id)) for item in items if item[1].calling_station_id]
+        if not wanted:
+            return
+        macs = sorted({mac for _, mac in wanted})
+        active: list[dict[str, Any]] = [dict(r._mapping) for r in conn.execute(
+            sa.select(sessions.c.id, sessions.c.calling_station_id, sessions.c.nas_ip, sessions.c.nas_identifier)
+            .where(sessions.c.active.is_(True), sessions.c.calling_station_id.in_(macs)))]
+        updates: list[dict[str, Any]] = []
+        for (device_id, context, vlan, segment, now, acct_session_id), mac in wanted:
+            # the newest active session of this MAC on this NAS (by address or identifier), as _same_place finds it
+            here = [r for r in active if r["calling_station_id"] == mac
+                    and (r["nas_ip"] == context.nas_ip or r["nas_identifier"] == context.nas_identifier)]
+            values = {"s_device": device_id, "s_nas_ip": context.nas_ip, "s_nas_id": context.nas_identifier,
+                      "s_port": context.nas_port, "s_user": context.user_name, "s_vlan": vlan, "s_segment": segment,
+                      "s_now": now, "s_acct": acct_session_id or None}
+            if here:
+                current = max(here, key=lambda r: int(r["id"]))
+                current.update(nas_ip=context.nas_ip, nas_identifier=context.nas_identifier)
+                updates.append({"s_id": current["id"], **values})
+                continue
+            if updates:  # in order: what is already updated first, then the new session
+                conn.execute(_REFRESH, updates)
+                updates = []
+            new_id = conn.execute(sessions.insert().values(
+                calling_station_id=mac, active=True, started_at=now, device_id=device_id, nas_ip=context.nas_ip,
+                nas_identifier=context.nas_identifier, nas_port=context.nas_port, user_name=context.user_name,
+                vlan=vlan, segment=segment, updated_at=now, acct_session_id=acct_session_id or None)
+                .returning(sessions.c.id)).scalar_one()
+            active.append({"id": new_id, "calling_station_id": mac, "nas_ip": context.nas_ip,
+                           "nas_identifier": context.nas_identifier})
+        if updates:
+            conn.execute(_REFRESH, updates)
 
     def accounting(self, kind: str, context: NetworkContext, acct_session_id: str | None,
                    now: datetime) -> SessionView | None:

@@ -480,7 +480,7 @@ class SqlDeviceStore:
 
     def _sqlite_file_problem(self, path: Path) -> RegistryHealth | None:
         """What the file itself shows, before SQLite opens it (which would write to an empty file)."""
-        for attempt in range(4):
+        for attempt in range(_HEADER_LOOKS):
             try:
                 st = os.stat(path)
                 if not stat.S_ISREG(st.st_mode):
@@ -498,10 +498,12 @@ class SqlDeviceStore:
             if found is None:
                 return None
             state, reason = found
-            if state is not RegistryState.CORRUPT or attempt == 3:
+            if state is not RegistryState.CORRUPT or attempt == _HEADER_LOOKS - 1:
                 return self._unhealthy(state, reason)
-            # The header can run ahead of the file while another process checkpoints: look again shortly.
-            time.sleep(0.002 * (attempt + 1))
+            # The header can run ahead of the file while another process checkpoints (page 1 is written before the
+            # page that extends the file; a busy machine can hold the checkpointer in between): look again, up to
+            # ~0.3 s in all, before calling a registry truncated.
+            time.sleep(0.005 * 2 ** attempt)
         return None  # pragma: no cover - the loop returns
 
     def _inspect_schema(self, conn: Connection, integrity: bool) -> RegistryHealth:
@@ -822,23 +824,7 @@ class SqlDeviceStore:
 
     def _seen(self, conn: Connection, device_id: int, facts: CertificateFacts, now: datetime) -> None:
         _aware(now, "now")
-        # The certificate binding is written once (first use) and never overwritten here: another certificate
-        # with the same issuer and serial number is not this device (see bind_certificate for a re-bind).
-        values: dict[str, Any] = {
-            "last_seen": now,
-            "first_seen": sa.func.coalesce(devices.c.first_seen, sa.literal(now, UtcDateTime)),
-            "cert_serial": sa.func.coalesce(devices.c.cert_serial, sa.literal(facts.cert_serial)),
-            "updated_at": now,
-        }
-        if facts.fingerprint_sha256:
-            values["fingerprint_sha256"] = sa.func.coalesce(
-                devices.c.fingerprint_sha256, sa.literal(normalize_fingerprint(facts.fingerprint_sha256)))
-        if facts.spki_sha256:
-            values["spki_sha256"] = sa.func.coalesce(devices.c.spki_sha256, sa.literal(facts.spki_sha256))
-        if facts.mud_url is not None:
-            values["mud_url"] = facts.mud_url
-        result = conn.execute(devices.update().where(devices.c.id == device_id).values(**values))
-        if result.rowcount == 0:
+        if conn.execute(_SEEN, [_seen_row(device_id, facts, now)]).rowcount == 0:
             raise DeviceNotFound(f"no device with id {device_id} in {self.display_url}")
 
     def update_device(
@@ -890,9 +876,12 @@ class SqlDeviceStore:
 
     @staticmethod
     def _audit(conn: Connection, device_id: int, now: datetime, audit: AuditNote) -> None:
-        conn.execute(lifecycle_events.insert().values(
-            device_id=device_id, time=now, actor=audit.actor[:200], action=audit.action[:32],
-            from_state=audit.state, to_state=audit.state, reason=audit.reason[:2000]))
+        conn.execute(lifecycle_events.insert().values(**SqlDeviceStore._audit_values(device_id, now, audit)))
+
+    @staticmethod
+    def _audit_values(device_id: int, now: datetime, audit: AuditNote) -> dict[str, Any]:
+        return {"device_id": device_id, "time": now, "actor": audit.actor[:200], "action": audit.action[:32],
+                "from_state": audit.state, "to_state": audit.state, "reason": audit.reason[:2000]}
 
     def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
                         audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
@@ -904,30 +893,43 @@ class SqlDeviceStore:
 
     def append_decision_in(self, conn: Connection, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
                            audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
-        """``append_decision`` inside the caller's transaction (the journal applies a batch of them in one)."""
-        _aware(entry.time, "entry.time")
-        ctx = entry.context
-        values = {
-            "time": entry.time,
-            "device_id": entry.device_id,
-            "device": entry.device,
-            "nas_ip": ctx.nas_ip,
-            "nas_identifier": ctx.nas_identifier,
-            "nas_port": ctx.nas_port,
-            "calling_station_id": ctx.calling_station_id,
-            "user_name": ctx.user_name,
-            "outcome": entry.outcome.value,
-            "vlan": entry.vlan,
-            "segment": entry.segment,
-            "reasons": json.dumps(list(entry.reasons)),
-            "policy_revision": entry.policy_revision,
-        }
-        if seen is not None and entry.device_id is not None:
-            self._seen(conn, entry.device_id, seen, entry.time)
-            self._remember_certificate(conn, entry.device_id, seen, kind, entry.time)
-        if audit is not None and entry.device_id is not None:
-            self._audit(conn, entry.device_id, entry.time, audit)
-        conn.execute(decision_log.insert().values(**values))
+        """``append_decision`` inside the caller's transaction."""
+        self.append_decisions_in(conn, [(entry, seen, audit, kind)])
+
+    def append_decisions_in(self, conn: Connection, items: Sequence[Appended]) -> None:
+        """Several ``append_decision``s in the caller's transaction, one statement per table (executemany): the
+        journal's drainer applies its batches with this. A device that is gone raises ``DeviceNotFound``."""
+        seen_rows: list[dict[str, Any]] = []
+        certificates: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        log_rows: list[dict[str, Any]] = []
+        for entry, seen, audit, kind in items:
+            _aware(entry.time, "entry.time")
+            ctx, device_id = entry.context, entry.device_id
+            log_rows.append({
+                "time": entry.time, "device_id": device_id, "device": entry.device, "nas_ip": ctx.nas_ip,
+                "nas_identifier": ctx.nas_identifier, "nas_port": ctx.nas_port,
+                "calling_station_id": ctx.calling_station_id, "user_name": ctx.user_name,
+                "outcome": entry.outcome.value, "vlan": entry.vlan, "segment": entry.segment,
+                "reasons": json.dumps(list(entry.reasons)), "policy_revision": entry.policy_revision})
+            if device_id is None:
+                continue
+            if seen is not None:
+                seen_rows.append(_seen_row(device_id, seen, entry.time))
+                certificates.append({
+                    "device_id": device_id, "subject": seen.subject, "issuer": seen.issuer,
+                    "cert_kind": kind.value if kind is not None else None, "mud_url": seen.mud_url,
+                    "not_after": seen.not_after, "updated_at": entry.time})
+            if audit is not None:
+                audits.append(self._audit_values(device_id, entry.time, audit))
+        if seen_rows:
+            result = conn.execute(_SEEN, seen_rows)
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(seen_rows):
+                raise DeviceNotFound(f"a device to record as seen is no longer in {self.display_url}")
+        self._upsert_many(conn, device_certificates, "device_id", certificates)
+        if audits:
+            conn.execute(lifecycle_events.insert(), audits)
+        conn.execute(decision_log.insert(), log_rows)
 
     def decisions(self, device_id: int | None = None, limit: int = 50) -> Sequence[DecisionLogEntry]:
         if limit < 0:
@@ -971,18 +973,26 @@ class SqlDeviceStore:
     @staticmethod
     def _upsert(conn: Connection, table: sa.Table, key: str, values: Mapping[str, Any]) -> None:
         """Insert or replace one row by its primary key, atomically on both backends."""
+        SqlDeviceStore._upsert_many(conn, table, key, [values])
+
+    @staticmethod
+    def _upsert_many(conn: Connection, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``_upsert`` of several rows (one executemany; of rows with the same key, the last one wins)."""
+        if not rows:
+            return
+        last = list({row[key]: row for row in rows}.values())
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            pg = pg_insert(table).values(**values)
+            pg = pg_insert(table)
             conn.execute(pg.on_conflict_do_update(index_elements=[key],
-                                                  set_={k: pg.excluded[k] for k in values if k != key}))
+                                                  set_={k: pg.excluded[k] for k in last[0] if k != key}), last)
         else:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            lite = sqlite_insert(table).values(**values)
+            lite = sqlite_insert(table)
             conn.execute(lite.on_conflict_do_update(index_elements=[key],
-                                                    set_={k: lite.excluded[k] for k in values if k != key}))
+                                                    set_={k: lite.excluded[k] for k in last[0] if k != key}), last)
 
     def _remember_certificate(self, conn: Connection, device_id: int, facts: CertificateFacts,
                               kind: CertKind | None, now: datetime) -> None:
@@ -1040,6 +1050,31 @@ class SqlDeviceStore:
         self._engine.dispose()
 
 
+# A decision log entry with what ``append_decision`` takes beside it: (entry, seen, audit, kind).
+Appended = tuple[DecisionLogEntry, CertificateFacts | None, AuditNote | None, CertKind | None]
+# ``_seen`` as one statement for executemany: a value the facts lack (NULL) leaves the stored one (COALESCE), the
+# binding (cert_serial), fingerprint and SPKI are written on first use only, the MUD URL whenever the facts carry one.
+_SEEN: Final = devices.update().where(devices.c.id == sa.bindparam("d_id")).values(
+    last_seen=sa.bindparam("d_now", type_=UtcDateTime),
+    first_seen=sa.func.coalesce(devices.c.first_seen, sa.bindparam("d_now", type_=UtcDateTime)),
+    cert_serial=sa.func.coalesce(devices.c.cert_serial, sa.bindparam("d_serial")),
+    fingerprint_sha256=sa.func.coalesce(devices.c.fingerprint_sha256, sa.bindparam("d_fp")),
+    spki_sha256=sa.func.coalesce(devices.c.spki_sha256, sa.bindparam("d_spki")),
+    mud_url=sa.func.coalesce(sa.bindparam("d_mud", type_=sa.Text), devices.c.mud_url),
+    updated_at=sa.bindparam("d_now", type_=UtcDateTime),
+)
+
+
+def _seen_row(device_id: int, facts: CertificateFacts, now: datetime) -> dict[str, Any]:
+    """The parameters of ``_SEEN``. The certificate binding is written once (first use) and never overwritten here:
+    another certificate with the same issuer and serial number is not this device (``bind_certificate`` re-binds);
+    the fingerprint and MUD URL only when the facts carry them (the RADIUS path cannot always extract them)."""
+    fingerprint = facts.fingerprint_sha256
+    return {"d_id": device_id, "d_now": now, "d_serial": facts.cert_serial, "d_mud": facts.mud_url,
+            "d_fp": normalize_fingerprint(fingerprint) if fingerprint else None, "d_spki": facts.spki_sha256 or None}
+
+
+_HEADER_LOOKS: Final = 7  # 5, 10, 20, 40, 80, 160 ms between looks at a header that runs ahead of the file
 _TRACKED: Final = "trustport_tracked_change"
 _log = logging.getLogger("trustport.store")
 
