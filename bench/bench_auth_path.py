@@ -1,18 +1,22 @@
 """Where the time of one EAP-TLS authentication goes: FreeRADIUS with the trustport hook vs without, same run.
 
-(a) Throughput: authentications per second through FreeRADIUS 3.2 for three configs rendered from the same lab
+(a) Throughput: authentications per second through FreeRADIUS 3.2 for four configs rendered from the same lab
     config, each on its own port: ``baseline`` (check-eap-tls sets the VLAN in unlang, no python3 anywhere),
     ``empty`` (the same sections call python3, but every entry point is an empty function; what rlm_python3
-    itself costs) and ``hook`` (the real trustport hook), with 1 and 2 concurrent eapol_test clients, blocks
-    alternating (order rotated per block). Per block also radiusd's CPU time (/proc/PID/stat) and log bytes.
-(b) Inside radiusd: a fourth server loads ``bench/hookprobe/probe.py`` instead of ``radius_hooks.freeradius``
-    (the real entry points, each wrapped with perf_counter_ns, plus timers on the steps inside). Its events are
-    assigned to the eapol_test run they fall in: Python calls per authentication, their time, per entry point
-    and per step; SQLite BEGIN/COMMIT per authentication (SQLite's trace callback) and commit time. strace
-    counts syscalls (fsync/fdatasync, writes) per authentication on the hook and the baseline server.
+    itself costs), ``hook`` (the real trustport hook as rendered: registry cache + journal) and ``hook_direct``
+    (the same hook with ``auth_path: {cache: false, journal: false}``: every read and write to the registry
+    before answering; the same-run "before"), with 1 and 2 concurrent eapol_test clients, blocks alternating
+    (order rotated per block). Per block also radiusd's CPU time (/proc/PID/stat) and log bytes.
+(b) Inside radiusd: servers load ``bench/hookprobe/probe.py`` instead of ``radius_hooks.freeradius`` (the real
+    entry points, each wrapped with perf_counter_ns, plus timers on the steps inside), one with the rendered
+    settings and one with the direct ones. Their events are assigned to the eapol_test run they fall in: all
+    Python time per authentication (the entry:* events), per entry point and per step (a cache hit has no
+    ``registry_*`` step under it), SQL under each step; the cache's counters are dumped with the events. strace
+    counts syscalls (fsync/fdatasync, writes) per authentication on the baseline, hook and hook_direct servers.
 (c) In process (fake ``radiusd``, the attribute tuple FreeRADIUS passes): check_eap_tls + post_auth untimed,
-    the same steps timed, a cProfile top list, next to an empty call, a bare SQLite commit (same pragmas) and,
-    when PostgreSQL binaries are there, the same on a PostgreSQL registry and a bare PostgreSQL commit.
+    cache + journal vs direct in alternating blocks (same run), then the steps timed, a cProfile top list, next
+    to an empty call, a bare SQLite commit (same pragmas) and, when PostgreSQL binaries are there, the same on a
+    PostgreSQL registry and a bare PostgreSQL commit.
 
     .venv/bin/python bench/bench_auth_path.py [--runs 300] [--block 25] [--no-postgres]
 """
@@ -57,7 +61,9 @@ from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_e
 from trustport_lab.lab import Lab  # noqa: E402
 
 RESULTS = BENCH / "results" / "auth_path.json"
-VARIANTS = ("baseline", "empty", "hook")
+VARIANTS = ("baseline", "empty", "hook", "hook_direct")
+TARGET_RATE_RATIO = 0.97  # hook / baseline authentications per second
+TARGET_INSIDE_US = 300.0  # all rlm_python3 work per authentication, median
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -72,18 +78,48 @@ def med(values: list[float]) -> float:
 
 # -- configs ---------------------------------------------------------------------------------------------------
 
-def variant_raddb(hooked: Path, target: Path, port: int, module: str | None, probe_out: Path | None) -> Path:
+def variant_raddb(hooked: Path, target: Path, port: int, module: str | None, probe_out: Path | None,
+                  settings: Path | None = None, *, steps: bool = True) -> Path:
     """The lab's rendered config on another port; ``module`` None: no python3 at all (VLAN set in unlang);
-    else that module instead of radius_hooks.freeradius (found on bench/)."""
+    else that module instead of radius_hooks.freeradius (found on bench/), reading ``settings`` (a hook.json)
+    instead of the rendered one when given."""
     moved_raddb(hooked, target, port, python3=module is not None)
     if module is not None:
         mod = target / "mods-enabled" / "python3"
         conf = mod.read_text()
         conf = conf.replace("module = radius_hooks.freeradius", f"module = {module}")
         conf = re.sub(r'python_path = "([^"]*)"', lambda m: f'python_path = "{m.group(1)}:{BENCH}"', conf)
-        conf = conf.replace("\tconfig {\n", f'\tconfig {{\n\t\tprobe_out = "{probe_out}"\n')
+        if settings is not None:
+            conf = re.sub(r'settings = "[^"]*"', f'settings = "{settings}"', conf)
+        if probe_out is not None:
+            conf = conf.replace("\tconfig {\n", f'\tconfig {{\n\t\tprobe_out = "{probe_out}"\n'
+                                                  + ('' if steps else '\t\tprobe_steps = "no"\n'))
         mod.write_text(conf)
     return target
+
+
+DIRECT = {"cache": False, "journal": False}  # the path before the cache and the journal: the same-run "before"
+
+
+def direct_settings(lab: Lab) -> Path:
+    """hook.json of the lab's config with ``auth_path: {cache: false, journal: false}``: every read and write goes
+    to the registry before the answer. Rendered from a YAML copy next to the lab's (relative paths unchanged), which
+    it names as its config file, so the hook's policy reload keeps these settings."""
+    import yaml
+
+    from trustport.files import write_private
+    from trustport.settings.config import load_config
+
+    data = yaml.safe_load(lab.config_path.read_text(encoding="utf-8"))
+    data["auth_path"] = {**(data.get("auth_path") or {}), **DIRECT}
+    path = lab.config_path.with_name("trustport-direct.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    settings = load_config(path).hook_settings()
+    if settings.auth_path.cache or settings.auth_path.journal_dir is not None:
+        raise SystemExit(f"{path}: auth_path {DIRECT} did not reach the hook settings: {settings.auth_path}")
+    out = lab.work / "hook-direct.json"
+    write_private(out, json.dumps(settings.to_json(), indent=2).encode())
+    return out
 
 
 # -- one server's counters -------------------------------------------------------------------------------------
@@ -269,42 +305,93 @@ def in_windows(events: list[Event], windows: list[tuple[int, int]]) -> list[Even
     return out
 
 
-PARENTS = ("step:find_device", "step:attestation_read", "step:append_decision", "step:session_write",
-           "step:touch_radius_server")
+# The hook's repositories (cache reads, journal writes) and the SQL store under them (a cache miss, the direct path)
+HOOK_STEPS = ("step:find_device", "step:attestation_read", "step:append_decision", "step:session_write")
+REGISTRY_STEPS = ("step:registry_find_device", "step:registry_attestation_read", "step:registry_append_decision",
+                  "step:registry_session_write")
+PARENTS = (*HOOK_STEPS, *REGISTRY_STEPS, "step:touch_radius_server")
 
 
-def sql_inside(events: list[Event], auths: int) -> dict[str, dict[str, float]]:
-    """Mean us per authentication of the sql:* / ensure_schema events nested in each registry step (same
-    thread, inside its time span), and the step's remainder (SQLAlchemy: statement building, compiling, rows)."""
-    parents = sorted((start, start + duration, name, thread) for name, start, duration, thread in events
-                     if name in PARENTS)
-    totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in PARENTS}
-    for start, end, name, _thread in parents:
-        totals[name]["total"] += (end - start) / 1000
+def nested(events: list[Event], parents: tuple[str, ...],
+           child: Callable[[str], bool]) -> dict[str, dict[str, list[float]]]:
+    """parent name -> child name -> [calls, us] of the ``child`` events inside each parent (same thread, inside its
+    span; the innermost parent), plus the parents' own ``total`` and ``calls``."""
+    spans = sorted((start, start + duration, name, thread) for name, start, duration, thread in events
+                   if name in parents)
+    totals: dict[str, dict[str, list[float]]] = {name: defaultdict(lambda: [0, 0.0]) for name in parents}
+    for start, end, name, _thread in spans:
+        row = totals[name]["total"]
+        row[0] += 1
+        row[1] += (end - start) / 1000
     import bisect
 
-    starts = [p[0] for p in parents]
+    starts = [p[0] for p in spans]
     for name, start, duration, thread in events:
-        if not name.startswith(("sql:", "step:ensure_schema")):
+        if not child(name):
             continue
         index = bisect.bisect_right(starts, start) - 1
         while index >= 0:
-            p_start, p_end, p_name, p_thread = parents[index]
-            if p_thread == thread and p_start <= start <= p_end:
-                totals[p_name][name] += duration / 1000
+            p_start, p_end, p_name, p_thread = spans[index]
+            itself = p_name == name and p_start == start and p_end == start + duration
+            if not itself and p_thread == thread and p_start <= start <= p_end:
+                row = totals[p_name][name]
+                row[0] += 1
+                row[1] += duration / 1000
                 break
             index -= 1
-            if index >= 0 and start - parents[index][0] > 50_000_000:
+            if index >= 0 and start - spans[index][0] > 50_000_000:
                 break
+    return {name: dict(row) for name, row in totals.items() if row}
+
+
+def sql_inside(events: list[Event], auths: int) -> dict[str, dict[str, float]]:
+    """Mean us per authentication of the sql:* / ensure_schema / registry_* events nested in each step (same thread,
+    inside its time span), and the step's remainder (cache lookup, journal append; SQLAlchemy statement building,
+    compiling, rows)."""
+    found = nested(events, PARENTS, lambda n: n.startswith(("sql:", "step:ensure_schema", "step:registry_")))
     out: dict[str, dict[str, float]] = {}
-    for parent, row in totals.items():
-        if not row:
-            continue
-        inner = sum(v for k, v in row.items() if k != "total" and k != "step:ensure_schema")
-        inner += row.get("step:ensure_schema", 0.0)
-        out[parent] = {k: round(v / auths, 1) for k, v in row.items()}
-        out[parent]["python_remainder"] = round((row["total"] - inner) / auths, 1)
+    for parent, row in found.items():
+        inner = sum(v[1] for k, v in row.items() if k != "total")
+        out[parent] = {k: round(v[1] / auths, 1) for k, v in row.items()}
+        out[parent]["calls_per_auth"] = round(row["total"][0] / auths, 3)
+        out[parent]["python_remainder"] = round((row["total"][1] - inner) / auths, 1)
     return out
+
+
+def cache_use(events: list[Event]) -> dict[str, dict[str, int]]:
+    """Per hook read (find_device, attestation_read): calls, and how many went to the registry underneath (a cache
+    miss or bypass; on the direct path, all). A cache hit has no registry_* child."""
+    pairs = (("step:find_device", "step:registry_find_device"),
+             ("step:attestation_read", "step:registry_attestation_read"))
+    found = nested(events, tuple(p for p, _ in pairs), lambda n: n in {c for _, c in pairs})
+    out = {}
+    for parent, registry in pairs:
+        row = found.get(parent, {})
+        calls = int(row.get("total", [0])[0])
+        to_registry = int(row.get(registry, [0])[0])
+        out[parent.removeprefix("step:")] = {"calls": calls, "from_registry": to_registry,
+                                             "from_cache": calls - to_registry}
+    return out
+
+
+def inside(events: list[Event], windows: list[tuple[int, int]]) -> dict[str, Any]:
+    """The probe server's figures per authentication: all Python time (the entry:* events of one EAP-TLS exchange),
+    per entry point, per step, SQL under the steps, the cache's hits."""
+    request_threads = {thread for name, _s, _d, thread in events if name.startswith("entry:")}
+    background = [e for e in events if e[3] not in request_threads]  # journal drainer, cache refresher
+    events = [e for e in events if e[3] in request_threads]
+    part = summarise(per_auth(events, windows))
+    mine = in_windows(events, windows)
+    by_name = part.pop("by_name")
+    # what radiusd's other threads did meanwhile (not in the Python time per authentication: off the path)
+    part["background_threads"] = summarise(per_auth(background, windows))["by_name"]
+    part["python_us_per_auth"] = {"median": part["python_us_per_auth_median"], "p90": part["python_us_per_auth_p90"]}
+    part["by_entry"] = {k: v for k, v in by_name.items() if k.startswith("entry:")}
+    part["by_step"] = {k: v for k, v in by_name.items() if k.startswith("step:")}
+    part["sql"] = {k: v for k, v in by_name.items() if k.startswith(("sql:", "sqlite:"))}
+    part["registry_steps_us_mean"] = sql_inside(mine, len(windows))
+    part["cache_use"] = cache_use(mine)
+    return part
 
 
 def probe_pass(clients: Clients, target: Target, runs: int) -> list[tuple[int, int]]:
@@ -355,45 +442,76 @@ def _one_auth(hook: Hook, check: dict[str, Any], post: dict[str, Any]) -> None:
     hook.post_auth(post)
 
 
-def in_process(lab: Lab, settings: Path, calls: int, recorder: Recorder) -> dict[str, Any]:
-    """check_eap_tls + post_auth of an accept: untimed, then with the step timers (recorder installed)."""
+def in_process_untimed(lab: Lab, settings: dict[str, Path], calls: int, block: int = 50) -> dict[str, Any]:
+    """check_eap_tls + post_auth of an accept, no timers installed: each hook.json's hook, all open at once, in
+    alternating blocks (drift hits all alike); then a cProfile of each. Call before ``Recorder.install_steps``."""
     check, post = _requests(lab)
-    hook = _hook(settings)
-    for _ in range(20):
-        _one_auth(hook, check, post)
-    plain: list[float] = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        _one_auth(hook, check, post)
-        plain.append((time.perf_counter_ns() - start) / 1000)
-    profile = cProfile.Profile()
-    profile.enable()
-    for _ in range(min(calls, 300)):
-        _one_auth(hook, check, post)
-    profile.disable()
-    hook.detach(None)
-    recorder.install_steps()
+    hooks = {name: _hook(path) for name, path in settings.items()}
+    plain: dict[str, list[float]] = {name: [] for name in hooks}
+    try:
+        for hook in hooks.values():
+            for _ in range(20):
+                _one_auth(hook, check, post)
+        done, rotation = 0, 0
+        names = list(hooks)
+        while done < calls:
+            n = min(block, calls - done)
+            for name in names[rotation % len(names):] + names[:rotation % len(names)]:
+                hook = hooks[name]
+                for _ in range(n):
+                    start = time.perf_counter_ns()
+                    _one_auth(hook, check, post)
+                    plain[name].append((time.perf_counter_ns() - start) / 1000)
+            done += n
+            rotation += 1
+        profiles = {}
+        for name, hook in hooks.items():
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(min(calls, 300)):
+                _one_auth(hook, check, post)
+            profile.disable()
+            stream = io.StringIO()
+            pstats.Stats(profile, stream=stream).sort_stats("tottime").print_stats(18)
+            profiles[name] = _profile_rows(stream.getvalue())
+        stats = {name: _cache_stats(hook) for name, hook in hooks.items()}
+    finally:
+        for hook in hooks.values():
+            hook.detach(None)
+    return {name: {"untimed_us_median": round(med(plain[name]), 1),
+                   "untimed_us_p90": round(percentile(plain[name], 0.9), 1),
+                   "cache_stats": stats[name], "cprofile_tottime_top": profiles[name]} for name in hooks}
+
+
+def _cache_stats(hook: Hook) -> dict[str, int] | None:
+    import dataclasses
+
+    runtime = hook.runtime
+    return dataclasses.asdict(runtime.cache.stats) if runtime is not None and runtime.cache is not None else None
+
+
+def in_process_timed(lab: Lab, settings: Path, calls: int, recorder: Recorder) -> dict[str, Any]:
+    """The same with the step timers (``recorder.install_steps()`` done): where the time goes."""
+    check, post = _requests(lab)
     hook = _hook(settings)
     wrapped_check = recorder.wrap("entry:check_eap_tls", hook.check_eap_tls)
     wrapped_post = recorder.wrap("entry:post_auth", hook.post_auth)
-    for _ in range(20):
-        wrapped_check(check)
-        wrapped_post(post)
-    recorder.events.clear()
-    windows = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        wrapped_check(check)
-        wrapped_post(post)
-        windows.append((start, time.perf_counter_ns()))
-    timed = summarise(per_auth(recorder.events, windows))
-    timed["registry_steps_us_mean"] = sql_inside(in_windows(recorder.events, windows), len(windows))
-    recorder.events.clear()
-    hook.detach(None)
-    stream = io.StringIO()
-    pstats.Stats(profile, stream=stream).sort_stats("tottime").print_stats(18)
-    return {"untimed_us_median": round(med(plain), 1), "untimed_us_p90": round(percentile(plain, 0.9), 1),
-            "timed": timed, "cprofile_tottime_top": _profile_rows(stream.getvalue())}
+    try:
+        for _ in range(20):
+            wrapped_check(check)
+            wrapped_post(post)
+        recorder.events.clear()
+        windows = []
+        for _ in range(calls):
+            start = time.perf_counter_ns()
+            wrapped_check(check)
+            wrapped_post(post)
+            windows.append((start, time.perf_counter_ns()))
+        timed = inside(recorder.events, windows)
+        recorder.events.clear()
+    finally:
+        hook.detach(None)
+    return timed
 
 
 def _profile_rows(text: str) -> list[str]:
@@ -485,8 +603,9 @@ def bare_baselines(work: Path, calls: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def postgres_settings(lab: Lab) -> Iterator[tuple[Path, Callable[[int], float]] | None]:
-    """hook.json pointing at a fresh PostgreSQL registry (durable commits), and a bare-commit timer."""
+def postgres_settings(lab: Lab) -> Iterator[tuple[dict[str, Path], Callable[[int], float]] | None]:
+    """hook.json files pointing at a fresh PostgreSQL registry (durable commits), cache + journal (its own journal
+    directory) and direct, and a bare-commit timer."""
     try:
         from tests.support.postgres import PostgresUnavailable, running_postgres
     except ImportError:
@@ -514,8 +633,11 @@ def postgres_settings(lab: Lab) -> Iterator[tuple[Path, Callable[[int], float]] 
         data["database_url"] = url
         data["config_file"] = None  # else the hook reloads the YAML (SQLite) policy
         data["metrics_dir"] = None
-        path = lab.work / "hook-pg.json"
-        path.write_text(json.dumps(data))
+        paths = {}
+        for name, auth_path in (("cached", {**data["auth_path"], "journal_dir": str(lab.work / "journal-pg")}),
+                                ("direct", {**data["auth_path"], "cache": False, "journal_dir": None})):
+            paths[name] = lab.work / f"hook-pg-{name}.json"
+            paths[name].write_text(json.dumps({**data, "auth_path": auth_path}))
 
         def bare_commit(calls: int) -> float:
             with server.connect() as conn:
@@ -529,7 +651,7 @@ def postgres_settings(lab: Lab) -> Iterator[tuple[Path, Callable[[int], float]] 
                     samples.append((time.perf_counter_ns() - start) / 1000)
             return med(samples)
 
-        yield path, bare_commit
+        yield paths, bare_commit
     finally:
         server_cm.__exit__(None, None, None)
 
@@ -551,24 +673,39 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "runs": args.runs,
-                               "block": args.block, "cpus": os.cpu_count()}
+                               "block": args.block, "cpus": os.cpu_count(),
+                               "variants": {"baseline": "no python3 (unlang sets the VLAN)",
+                                            "empty": "python3 with empty entry points",
+                                            "hook": "the real hook as rendered (auth_path: cache + journal)",
+                                            "hook_direct": f"the real hook with auth_path {DIRECT} (the old path)"}}
     with tempfile.TemporaryDirectory(prefix="trustport-auth-path-") as tmp:
         work = Path(tmp)
         with Lab(work, datetime.now(UTC), echo=lambda _m: None) as lab, contextlib.ExitStack() as stack:
             assert lab.server.process is not None
+            hook_json = work / "raddb" / "hook.json"
+            if not json.loads(hook_json.read_text()).get("auth_path", {}).get("cache"):
+                raise SystemExit(f"{hook_json}: the lab's rendered hook has no cache: not the path to measure")
+            direct_json = direct_settings(lab)
             targets = {"hook": Target("hook", lab.config.radius.auth_port, lab.server.process.pid,
                                       work / "radiusd.log")}
-            probe_out = {"empty": work / "empty-events.json", "probe": work / "probe-events.json"}
+            probe_out = {"empty": work / "empty-events.json", "probe": work / "probe-events.json",
+                         "probe_direct": work / "probe-direct-events.json",
+                         "probe_entries": work / "probe-entries-events.json"}
             servers: dict[str, RadiusServer] = {}
-            for name, module in (("baseline", None), ("empty", "hookprobe.empty"), ("probe", "hookprobe.probe")):
+            for name, module, settings in (("baseline", None, None), ("empty", "hookprobe.empty", None),
+                                           ("hook_direct", "radius_hooks.freeradius", direct_json),
+                                           ("probe", "hookprobe.probe", None),
+                                           ("probe_direct", "hookprobe.probe", direct_json),
+                                           ("probe_entries", "hookprobe.probe", None)):
                 port = free_port(count=2)
-                raddb = variant_raddb(work / "raddb", work / f"raddb-{name}", port, module, probe_out.get(name))
+                raddb = variant_raddb(work / "raddb", work / f"raddb-{name}", port, module, probe_out.get(name),
+                                      settings, steps=name != "probe_entries")
                 server = stack.enter_context(RadiusServer(raddb, work / f"{name}.log"))
                 assert server.process is not None
                 servers[name] = server
                 targets[name] = Target(name, port, server.process.pid, work / f"{name}.log")
             clients = Clients(lab, 2)
-            for target in targets.values():  # warm-up
+            for target in targets.values():  # warm-up (the caches hold SN-1001 after it)
                 for _ in range(3):
                     clients.one(0, target.port)
             compared = {name: targets[name] for name in VARIANTS}
@@ -577,35 +714,52 @@ def main() -> None:
                 samples = throughput(clients, compared, concurrency, args.runs, args.block)
                 summary: dict[str, Any] = {name: s.summary() for name, s in samples.items()}
                 base_rate = summary["baseline"]["auth_per_s"]
-                summary["hook_over_baseline_rate"] = round(summary["hook"]["auth_per_s"] / base_rate, 4)
-                summary["empty_over_baseline_rate"] = round(summary["empty"]["auth_per_s"] / base_rate, 4)
+                for name in ("hook", "hook_direct", "empty"):
+                    summary[f"{name}_over_baseline_rate"] = round(summary[name]["auth_per_s"] / base_rate, 4)
                 results["throughput"][f"clients_{concurrency}"] = summary
+            results["target_rate_ratio"] = TARGET_RATE_RATIO
             results["strace"] = {name: strace_counts(clients, targets[name], args.strace_runs,
-                                                     work / f"strace-{name}.txt") for name in ("baseline", "hook")}
-            windows = probe_pass(clients, targets["probe"], args.runs)
-            empty_windows = probe_pass(clients, targets["empty"], min(args.runs, 100))
-            for name in ("probe", "empty"):
+                                                     work / f"strace-{name}.txt")
+                                 for name in ("baseline", "hook", "hook_direct")}
+            windows = {name: probe_pass(clients, targets[name], args.runs)
+                       for name in ("probe_entries", "probe", "probe_direct")}
+            windows["empty"] = probe_pass(clients, targets["empty"], min(args.runs, 100))
+            for name in ("probe_entries", "probe", "probe_direct", "empty"):
                 servers[name].stop()
-            probe_events = read_events(probe_out["probe"])
-            results["radiusd_probe"] = summarise(per_auth(probe_events, windows))
+            parts = {name: inside(read_events(probe_out[name]), windows[name]) for name in windows}
+            for name in ("probe", "probe_direct", "probe_entries"):
+                stats = probe_out[name].with_suffix(".cache.json")
+                parts[name]["cache_stats_since_start"] = json.loads(stats.read_text()) if stats.exists() else None
             meta = probe_out["probe"].with_suffix(".meta.json")
             results["radiusd_python"] = json.loads(meta.read_text()) if meta.exists() else None
-            results["radiusd_probe"]["registry_steps_us_mean"] = sql_inside(in_windows(probe_events, windows),
-                                                                            len(windows))
-            results["radiusd_empty_module"] = summarise(per_auth(read_events(probe_out["empty"]), empty_windows))
+            # the headline: every Python call of one EAP-TLS exchange, timed at the entry points only; the steps
+            # (and their own timers' cost) come from the fully timed probe next to it
+            results["inside"] = {**parts["probe_entries"], "target_us": TARGET_INSIDE_US,
+                                 "with_step_timers": parts["probe"],
+                                 "hook_direct": parts["probe_direct"], "empty_module": parts["empty"]}
             stack.close()
             recorder = Recorder()
-            results["in_process_sqlite"] = in_process(lab, work / "raddb" / "hook.json", args.calls, recorder)
-            results["in_process_baselines"] = bare_baselines(work, args.calls)
-            results["in_process_baselines"].update(device_read_costs(lab, args.calls))
-            if not args.no_postgres:
-                with postgres_settings(lab) as pg:
-                    if pg is None:
-                        results["in_process_postgres"] = {"skipped": "PostgreSQL binaries not found"}
-                    else:
-                        recorder.events.clear()
-                        results["in_process_postgres"] = in_process(lab, pg[0], args.calls, recorder)
-                        results["in_process_baselines"]["bare_postgres_insert_commit_us"] = round(pg[1](args.calls), 1)
+            sqlite_settings = {"cached": hook_json, "direct": direct_json}
+            with contextlib.ExitStack() as pg_stack:
+                pg = None if args.no_postgres else pg_stack.enter_context(postgres_settings(lab))
+                # untimed first, every backend, before any step timer is installed in this process (they stay)
+                untimed = {"sqlite": in_process_untimed(lab, sqlite_settings, args.calls)}
+                if pg is not None:
+                    untimed["postgres"] = in_process_untimed(lab, pg[0], args.calls)
+                recorder.install_steps()
+                for backend, paths in (("sqlite", sqlite_settings), *((("postgres", pg[0]),) if pg else ())):
+                    part = untimed[backend]
+                    for name, path in paths.items():
+                        part[name]["timed"] = in_process_timed(lab, path, args.calls, recorder)
+                    part["cached_over_direct_untimed_median"] = round(
+                        part["cached"]["untimed_us_median"] / part["direct"]["untimed_us_median"], 3)
+                    results[f"in_process_{backend}"] = part
+                if pg is None and not args.no_postgres:
+                    results["in_process_postgres"] = {"skipped": "PostgreSQL binaries not found"}
+                results["in_process_baselines"] = bare_baselines(work, args.calls)
+                results["in_process_baselines"].update(device_read_costs(lab, args.calls))
+                if pg is not None:
+                    results["in_process_baselines"]["bare_postgres_insert_commit_us"] = round(pg[1](args.calls), 1)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -618,25 +772,39 @@ def report(results: dict[str, Any]) -> None:
     for key, summary in results["throughput"].items():
         print(f"  {key.replace('_', ' ')}:")
         for name in VARIANTS:
-            print(f"    {name:<9}{_fmt_rate(summary[name])}")
-        print(f"    hook / baseline rate {summary['hook_over_baseline_rate']:.3f}   "
-              f"empty python3 / baseline rate {summary['empty_over_baseline_rate']:.3f}")
-    for name, part in (("trustport hook (probe)", results["radiusd_probe"]),
-                       ("empty python3 module", results["radiusd_empty_module"])):
+            print(f"    {name:<12}{_fmt_rate(summary[name])}")
+        print(f"    hook / baseline rate {summary['hook_over_baseline_rate']:.3f} (target >= {TARGET_RATE_RATIO})   "
+              f"hook_direct / baseline {summary['hook_direct_over_baseline_rate']:.3f}   "
+              f"empty python3 / baseline {summary['empty_over_baseline_rate']:.3f}")
+    inside_ = results["inside"]
+    for name, part in (("trustport hook, cache + journal (entry points timed)", inside_),
+                       ("trustport hook, cache + journal (every step timed)", inside_["with_step_timers"]),
+                       ("trustport hook, direct (probe)", inside_["hook_direct"]),
+                       ("empty python3 module", inside_["empty_module"])):
         print(f"  inside radiusd, {name}: {part['python_calls_per_auth_median']:.0f} Python calls per "
-              f"authentication, {part['python_us_per_auth_median']:.0f} us median (p90 "
-              f"{part['python_us_per_auth_p90']:.0f}) over {part['authentications']} authentications")
-        for entry, row in part["by_name"].items():
-            if entry.startswith(("entry:", "sql:", "sqlite:")) or name.startswith("trustport"):
-                print(f"    {entry:<28} calls {row['calls_median']:4.0f}  median {row['us_median']:8.1f} us  "
-                      f"p90 {row['us_p90']:8.1f} us")
+              f"authentication, {part['python_us_per_auth']['median']:.0f} us median (p90 "
+              f"{part['python_us_per_auth']['p90']:.0f}) over {part['authentications']} authentications"
+              + (f" (target <= {TARGET_INSIDE_US:.0f} us)" if part is inside_ else ""))
+        rows = {**part["by_entry"], **part["sql"]} if name.startswith("empty") else \
+            {**part["by_entry"], **part["by_step"], **part["sql"]}
+        for entry, row in rows.items():
+            print(f"    {entry:<34} calls {row['calls_median']:4.0f}  median {row['us_median']:8.1f} us  "
+                  f"p90 {row['us_p90']:8.1f} us")
+        if "cache_use" in part and not name.startswith("empty"):
+            print(f"    cache use in these authentications: {part['cache_use']}; "
+                  f"since start: {part.get('cache_stats_since_start')}")
     for name, trace in results["strace"].items():
         print(f"  strace {name}: {trace.get('calls_per_auth', trace)}")
     for key in ("in_process_sqlite", "in_process_postgres"):
         part = results.get(key)
-        if part and "untimed_us_median" in part:
-            print(f"  {key}: check_eap_tls + post_auth untimed median {part['untimed_us_median']} us "
-                  f"(p90 {part['untimed_us_p90']}); timed {part['timed']['python_us_per_auth_median']} us")
+        if not part or "cached" not in part:
+            continue
+        for name in ("cached", "direct"):
+            row = part[name]
+            print(f"  {key} {name}: check_eap_tls + post_auth untimed median {row.get('untimed_us_median')} us "
+                  f"(p90 {row.get('untimed_us_p90')}); timed {row['timed']['python_us_per_auth']['median']} us; "
+                  f"cache {row.get('cache_stats')}")
+        print(f"  {key}: cached / direct untimed median {part['cached_over_direct_untimed_median']}")
     print(f"  in-process baselines: {results['in_process_baselines']}")
 
 

@@ -14,7 +14,9 @@ import radiusd
 from hookprobe.timing import Recorder
 
 RECORDER = Recorder()
-RECORDER.install_steps()  # before the real module builds its Hook
+# probe_steps = "no": only the entry points are timed (the headline figure, without the step timers' own cost)
+if str(radiusd.config.get("probe_steps", "yes")) != "no":
+    RECORDER.install_steps()  # before the real module builds its Hook
 
 from radius_hooks import freeradius as _real  # noqa: E402
 
@@ -23,6 +25,21 @@ _out = Path(str(radiusd.config.get("probe_out", "/tmp/hookprobe.json")))
 
 def _dump() -> None:
     RECORDER.dump(_out)
+    with contextlib.suppress(Exception):  # the cache counters since start, next to the events
+        _runtime_stats()
+
+
+def _runtime_stats() -> None:
+    import dataclasses
+    import json
+
+    runtime = _real._hook.runtime
+    cache = runtime.cache if runtime is not None else None
+    journal = runtime.journal if runtime is not None else None
+    _out.with_suffix(".cache.json").write_text(json.dumps({
+        "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
+        "journal": str(journal.directory) if journal is not None else None,
+    }))
 
 
 atexit.register(_dump)
@@ -60,6 +77,8 @@ _real_detach = RECORDER.wrap("entry:detach", _real.detach)
 
 
 def detach(p: Any) -> Any:
+    with contextlib.suppress(Exception):  # before detach closes the runtime
+        _runtime_stats()
     result = _real_detach(p)
-    _dump()
+    RECORDER.dump(_out)
     return result

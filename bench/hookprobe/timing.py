@@ -68,16 +68,21 @@ class Recorder:
 
         import radius_hooks.hook as hook_module
         import trustport.services.authorize as authorize_module
+        from radius_hooks.attributes import FactsCache
         from radius_hooks.hook import Hook
         from trustport.observability.hook_counters import HookCounters
         from trustport.services.attestation_gate import AttestationGate
+        from trustport.services.auth_path import CachedAttestations, HookReads
+        from trustport.services.registry_cache import RegistryCache
         from trustport.services.trust import TrustMaterial
         from trustport.store.attestation import SqlAttestationStore
+        from trustport.store.journal import Journal
         from trustport.store.sessions import SqlSessionStore
         from trustport.store.sql import SqlDeviceStore
 
-        for attribute in ("request_pairs", "network_context", "facts_from_pairs"):
+        for attribute in ("request_pairs", "network_context"):
             self.patch(hook_module, attribute, f"step:{attribute}")
+        self.patch(FactsCache, "facts", "step:facts_from_pairs")  # parsed once per certificate, then from memory
         for attribute in ("check_policy", "log", "_touch_server", "_count", "_record_session", "_is_reject",
                           "_remember_reject"):
             self.patch(Hook, attribute, f"step:{attribute.lstrip('_')}")
@@ -88,13 +93,20 @@ class Recorder:
         self.patch(authorize_module.PlacementService, "for_authentication", "step:attestation_and_mud")
         self.patch(AttestationGate, "standing", "step:attestation_standing")
         self.patch(AttestationGate, "claims", "step:attestation_token")
-        self.patch(SqlAttestationStore, "latest_accepted", "step:attestation_read")
+        self.patch(SqlAttestationStore, "latest_accepted", "step:registry_attestation_read")
         self.patch(TrustMaterial, "refresh", "step:trust_refresh")
-        self.patch(SqlDeviceStore, "find_device", "step:find_device")
-        self.patch(SqlDeviceStore, "append_decision", "step:append_decision")
+        # the hook's repositories (trustport.services.auth_path): cache reads, journal writes; and what they fall
+        # back to (a cache miss, the registry when the cache is off)
+        self.patch(HookReads, "find_device", "step:find_device")
+        self.patch(HookReads, "append_decision", "step:append_decision")
+        self.patch(Journal, "session", "step:session_write")
+        self.patch(CachedAttestations, "latest_accepted", "step:attestation_read")
+        self.patch(SqlDeviceStore, "find_device", "step:registry_find_device")
+        self.patch(SqlDeviceStore, "append_decision", "step:registry_append_decision")
+        self.patch(RegistryCache, "denied", "step:deny_list")
         self.patch(SqlDeviceStore, "touch_radius_server", "step:touch_radius_server")
         self.patch(SqlDeviceStore, "ensure_schema", "step:ensure_schema")
-        self.patch(SqlSessionStore, "authenticated", "step:session_write")
+        self.patch(SqlSessionStore, "authenticated", "step:registry_session_write")
         self.patch(HookCounters, "done", "step:metrics_done")
         self.patch(Engine, "connect", "sql:checkout")
         self.patch(DefaultDialect, "do_commit", "sql:commit")
