@@ -169,14 +169,15 @@ def _attestation(placement: _Placement, device: DeviceRecord, verdict: Certifica
 REGISTERED_STATES = frozenset({LifecycleState.OPERATIONAL.value, LifecycleState.ONBOARDING.value})
 
 
-def rule_applies(rule: Rule, state: str) -> bool:
-    """Whether ``rule`` may place a device in ``state`` ("unknown" for one not in the registry) at all."""
-    return rule.reject or rule.uses("state") or state in REGISTERED_STATES
-
-
 def _first_rule(rules: tuple[Rule, ...], view: DeviceView) -> Rule | None:
     state = view.get("state") or "unknown"
-    return next((rule for rule in rules if rule_applies(rule, state) and rule.matches(view)), None)
+    registered = state in REGISTERED_STATES
+    for rule in rules:  # a plain loop: this runs for every rule of every decision
+        # a rule may place a device in this state at all: a reject always, a rule naming ``state:`` for the states
+        # it names, any other one only a registered device (module docstring)
+        if (registered or rule.reject or rule.uses("state")) and rule.matches(view):
+            return rule
+    return None
 
 
 def place(inputs: PlacementInput, rules: SegmentRules) -> Decision:

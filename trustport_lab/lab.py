@@ -31,7 +31,8 @@ from trustport.files import write_private
 from trustport.freeradius.render import render
 from trustport.freeradius.run import EapolResult, RadiusServer, free_port, run_eapol, write_eapol_conf
 from trustport.settings.config import load_config
-from trustport.store.journal import wait_for_journal
+from trustport.store import changes
+from trustport.store.journal import journal_status, wait_for_journal
 from trustport.store.sql import SqlDeviceStore
 from trustport_lab.attest import post_attestations
 from trustport_lab.directory_story import (
@@ -269,6 +270,25 @@ class Lab:
         wait_for_journal(directory, self._reader, timeout)
 
 
+def auth_path_lines(lab: Lab) -> list[str]:
+    """The radiusd's registry cache (generation applied, lease) and journal (what is not in the registry yet)."""
+    lab.settle()
+    with lab.store.transaction("reading the registry caches") as conn:
+        current, now, views = changes.caches(conn)
+    live = [v for v in views if v.lease_until > now]
+    lines = [f"registry cache of radiusd {v.cache_id.rsplit(':', 1)[-1]}: generation {v.generation} of {current} "
+             f"({current - v.generation} behind), lease {(v.lease_until - now).total_seconds():.1f} s left; every "
+             "operator action above returned only once it had applied it" for v in live] or [
+        "no live registry cache (auth_path.cache is off, or radiusd has not authenticated anyone yet)"]
+    directory = lab.config.journal_dir()
+    if directory is not None:
+        status = journal_status(directory, lab.store)
+        logged = len(lab.store.decisions(None, limit=100_000))
+        lines.append(f"journal {directory.name}/: {status.pending_bytes} byte(s) not in the registry yet; "
+                     f"{logged} decisions in the registry's log, each written to the journal before its answer")
+    return lines
+
+
 def issue_lab_idevid(lab: Lab, serial: str) -> tuple[Path, Path]:
     """A new device from the manufacturer: a genuine IDevID the registry has never seen."""
     issued = issue_device(lab.cas["idevid"], cn=f"{serial.lower()}.devices.example", serial_number=serial,
@@ -341,6 +361,8 @@ def run_lab(work: Path | None = None, echo: Callable[[str], None] = print,
             if sync_time is not None:
                 echo(sync_time)
             run = LabRun(rows, story, onboarding, missing, directory)
+        echo("\nauth path: what the running radiusd answered from memory and journaled (docs/performance.md)\n  "
+             + "\n  ".join(auth_path_lines(lab)))
         if hold is not None:
             hold(lab, network, run)
         return run
