@@ -266,3 +266,39 @@ def test_sessions_add_refuses_hostile_values_and_records_nothing(config_file: Pa
     result = run(config_file, "sessions", "add", SERIAL, *[x for kv in args.items() for x in kv], code=2)
     assert message in result.output and "\x1b" not in result.output and "Traceback" not in result.output
     assert json.loads(run(config_file, "sessions", "--json").output) == before
+
+
+def test_the_worker_applies_the_journal_of_a_radiusd_that_is_gone(config_file: Path) -> None:
+    """A radiusd killed and not restarted leaves its journal (decisions it answered, sessions it opened): the worker
+    applies it, so the planner sees the session and the decision log is complete; a live radiusd's file (its lock
+    held) is left to it."""
+    import fcntl
+
+    from policy.model import DecisionLogEntry, Outcome
+    from trustport.store.journal_records import encode_decision, encode_session
+
+    device_id = connected(config_file)  # the registry knows the device
+    directory = config_file.parent / "journal"
+    directory.mkdir()
+    context = NetworkContext(nas_ip="127.0.0.1", nas_port="9", calling_station_id="02:00:00:00:42:43")
+    entry = DecisionLogEntry(time=NOW, device_id=device_id, device="dead-radiusd", context=context,
+                             outcome=Outcome.ACCEPT, vlan=30, segment="production", reasons=("journaled",),
+                             policy_revision="r")
+    dead = directory / "journal-deadhost-999999-1-0.jsonl"
+    dead.write_bytes(encode_decision(entry, None, None, None)
+                     + encode_session(device_id, context, 30, "production", NOW, None))
+    live = directory / "journal-livehost-1-1-0.jsonl"
+    live.write_bytes(encode_decision(entry, None, None, None))
+    with live.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a radiusd that is still running holds its file
+        run(config_file, "worker", "--drain")
+        assert live.exists()
+    assert not dead.exists()
+    store = open_store(config_file)
+    try:
+        logged = [e for e in store.decisions(device_id, limit=10) if e.device == "dead-radiusd"]
+        assert [e.reasons for e in logged] == [("journaled",)]  # the dead one's, once; not the live one's
+        ports = {s.nas_port for s in SqlSessionStore(store).active_for_device(device_id)}
+        assert ports == {"7", "9"}
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ from trustport.cli import base as cli_base
 from trustport.cli.base import config_option
 from trustport.services.devices import resolve_device
 from trustport.settings.config import TrustportConfig, load_config
+from trustport.store.journal import drain_orphans
 from trustport.store.queue import FINISHED, STATES, Job, SqlJobQueue, last_results
 from trustport.store.sessions import SessionInputError, SqlSessionStore, manual_context
 from trustport.worker.metrics import render as render_metrics
@@ -37,6 +38,7 @@ def _actor() -> str:
 
 
 CRL_CHECK_SECONDS = 60.0  # how often the worker checks whether the owner CA's CRL is due for renewal
+JOURNAL_CHECK_SECONDS = 10.0  # how often it looks for the journals of radiusd processes that are gone
 actor_option = click.option("--actor", default=_actor, show_default="the invoking user", help="who (job log)")
 
 
@@ -53,6 +55,48 @@ def _log_job_event(job: Job, message: str, finished: int) -> None:
     worker_log.log(level, "[%d finished] job #%d (%s): %s", finished, job.id, job.reason, message,
                    extra={"job_id": job.id, "reason": job.reason, "state": job.state, "device": job.device_id,
                           "finished": finished})
+
+
+class _Housekeeping:
+    """What the worker does between batches: the journals of radiusd processes that died and were not restarted
+    (a live radiusd drains its own; at most every JOURNAL_CHECK_SECONDS, their sessions first, since they may queue
+    re-evaluations), re-evaluation requests, and the owner CA's CRL when it is due. A problem is said once per
+    distinct problem, and the worker goes on."""
+
+    def __init__(self, config: TrustportConfig, app: App) -> None:
+        self.config = config
+        self.app = app
+        self.journals = config.journal_dir()
+        self.journals_checked = self.crl_checked = -1e9
+        self.problem = ""
+
+    def __call__(self) -> None:
+        now = cli_base.now_utc()
+        self._dead_journals()
+        self.app.enforcement.drain_reevaluations(now)
+        if self.config.ca is not None and time.monotonic() - self.crl_checked >= CRL_CHECK_SECONDS:
+            self.crl_checked = time.monotonic()
+            try:  # the owner CA's CRL is re-issued before it expires, so LDevIDs are never refused for a stale one
+                renewed = self.app.owner_ca.renew_crl_if_due(now)
+            except TrustportError as exc:
+                worker_log.error("owner CA: cannot renew the CRL: %s", exc)
+            else:
+                if renewed is not None:
+                    worker_log.info("owner CA: CRL re-issued before it expired: %s", renewed)
+
+    def _dead_journals(self) -> None:
+        directory = self.journals
+        if directory is None or not directory.is_dir() or \
+                time.monotonic() - self.journals_checked < JOURNAL_CHECK_SECONDS:
+            return
+        self.journals_checked = time.monotonic()
+        try:
+            drain_orphans(directory, self.app.store, report=worker_log.warning)
+            self.problem = ""
+        except (TrustportError, OSError) as exc:
+            if str(exc) != self.problem:
+                self.problem = str(exc)
+                worker_log.error("journal %s: cannot apply the journals of dead radiusd processes: %s", directory, exc)
 
 
 @click.command("worker")
@@ -98,20 +142,7 @@ def worker_command(drain: bool, max_seconds: float | None, worker_id: str | None
     def should_stop() -> bool:
         return stopping["flag"] or (deadline is not None and time.monotonic() > deadline)
 
-    crl_checked = {"at": -1e9}
-
-    def housekeeping() -> None:
-        now = cli_base.now_utc()
-        enforcement.drain_reevaluations(now)
-        if config.ca is not None and time.monotonic() - crl_checked["at"] >= CRL_CHECK_SECONDS:
-            crl_checked["at"] = time.monotonic()
-            try:  # the owner CA's CRL is re-issued before it expires, so LDevIDs are never refused for a stale one
-                renewed = app.owner_ca.renew_crl_if_due(now)
-            except TrustportError as exc:
-                worker_log.error("owner CA: cannot renew the CRL: %s", exc)
-            else:
-                if renewed is not None:
-                    worker_log.info("owner CA: CRL re-issued before it expired: %s", renewed)
+    housekeeping = _Housekeeping(config, app)
 
     try:
         housekeeping()
