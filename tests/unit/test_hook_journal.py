@@ -132,3 +132,38 @@ def test_a_session_opened_on_a_decision_older_than_an_action_is_reevaluated(pki:
         (reason,) = _pending_reevaluations(registry)
         assert "before the device changed" in reason
     hook.detach(None)
+
+
+def test_an_accounting_stop_finds_the_session_its_accept_journaled(pki: DevicePki, tmp_path: Path) -> None:
+    """The Accept's session is still in the journal (its drainer has not run yet) when the NAS's Stop arrives: the
+    Stop applies the journal first, so it closes that session instead of finding none (and the session staying
+    open for good once the journal is applied)."""
+    from trustport.store.sessions import SqlSessionStore
+
+    hook, _ = _start(write_settings(pki, tmp_path))
+    assert hook.runtime is not None and hook.runtime.journal is not None
+    journal = hook.runtime.journal
+    journal._stop.set()  # no drainer thread: only what the hook itself applies
+    journal._wake.set()
+    assert journal._thread is not None
+    journal._thread.join()
+    request = valid_request(pki, "ldevid-ok", "ldevid")
+    with SqlDeviceStore(f"sqlite:///{tmp_path / 'registry.sqlite'}") as operator:
+        facts = facts_from_certificate(pki.devices["ldevid-ok"].cert)
+        assert facts.device_serial
+        device = operator.add_device(DeviceKey(facts.issuer, facts.device_serial), state=LifecycleState.OPERATIONAL,
+                                     now=NOW, segment="production", facts=facts)
+        assert hook.check_eap_tls(request)[0] == UPDATED  # type: ignore[index]
+        hook.post_auth(request)
+        sessions = SqlSessionStore(operator)
+        assert sessions.active_for_device(device.id) == []  # journaled, not applied yet
+        pairs = dict(request["request"])  # type: ignore[arg-type]
+        stop = {"request": (("Acct-Status-Type", "Stop"), ("NAS-IP-Address", pairs["NAS-IP-Address"]),
+                            ("Calling-Station-Id", pairs["Calling-Station-Id"]))}
+        assert hook.accounting(stop) == 2  # OK
+        assert sessions.active_for_device(device.id) == []
+        with operator.transaction("test") as conn:
+            from trustport.store.schema import sessions as table
+
+            rows = conn.execute(table.select().where(table.c.device_id == device.id)).all()
+        assert [(r.active, r.stopped_at is not None) for r in rows] == [(False, True)]  # opened, then closed
