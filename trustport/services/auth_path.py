@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -153,7 +152,3 @@ class HookRuntime:
             with contextlib.suppress(Exception):
                 self.cache.close()
         self.store.close()
-
-
-def default_server_id(settings_path: object) -> str:
-    return f"{socket.gethostname()}:{settings_path or '?'}"
