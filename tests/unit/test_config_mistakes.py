@@ -165,6 +165,16 @@ MISTAKES = [
             r":24: attestation\.placement\.warning_segment", r"warning_segment 'amber' is not defined"),
     # types and keys
     Mistake("unknown top-level key", append("colour: red\n"), r":22: colour", r"unknown key 'colour'"),
+    # the auth path: a cache that could not renew its lease in time, a lease the barrier would not outwait
+    Mistake("auth_path lease shorter than its refresh",
+            append("auth_path: {refresh_seconds: 0.8, lease_seconds: 0.5}\n"),
+            r":22: auth_path", r"refresh_seconds \(0\.8\) must be below lease_seconds \(0\.5\)"),
+    Mistake("auth_path lease over the barrier's bound", append("auth_path: {lease_seconds: 60}\n"),
+            r":22: auth_path\.lease_seconds", r"less than or equal to 5"),
+    Mistake("auth_path journal flush of zero", append("auth_path: {journal_flush_seconds: 0}\n"),
+            r":22: auth_path\.journal_flush_seconds", r"greater than 0"),
+    Mistake("auth_path typo", append("auth_path: {jounral: false}\n"), r":22: auth_path\.jounral",
+            r"unknown key 'jounral'"),
     Mistake("wrong type", sub("radius:\n", "radius:\n  auth_port: abc\n"), r":2: radius\.auth_port",
             r"valid integer"),
     Mistake("negative timeout", append("revocation: {refresh_seconds: -1}\n"), r":22: revocation\.refresh_seconds",
