@@ -10,9 +10,11 @@ cache whose lease has run out is not used: the hook then reads the registry dire
 until the cache has caught up again. So no authentication that starts after the action returned is decided on
 data older than it, on any server. The staleness bound is therefore zero for decisions after the action; what the
 action waits for is bounded by ``refresh_seconds`` + one feed read while every cache is live, and by
-``lease_seconds`` when one is stuck (database unreachable for it, radiusd hung or killed). An authentication
-already deciding while the action commits may still use what it read before; the enforcement the action queues
-moves that session afterwards, as before.
+``lease_seconds`` when one is stuck (database unreachable for it, radiusd hung or killed). A cache takes its lease
+before it reads the feed and renews it only while it still holds (``changes.register``/``renew``), so a cycle held
+up past its lease cannot renew it with what it read before. An authentication already deciding while the action
+commits may still use what it read before; when its session is applied, the journal sees that the device changed
+after the decision and queues a re-evaluation (``changes.reevaluate_if_changed_since``).
 
 Entries record what the registry said when they were read: a cached device's ``last_seen`` is not kept current
 (decisions do not read it; the registry has it).
