@@ -84,6 +84,7 @@ def test_quarantine_through_a_real_nas(lab: Lab, das_port: int, tmp_path: Path) 
             print(f"\nquarantine -> Disconnect-ACK -> re-authenticated: {time.monotonic() - start:.2f} s")
             accepts = [m for m in nas.radius_messages() if m.name == "Access-Accept"]
             assert accepts[-1].text("Tunnel-Private-Group-Id") == "999"
+            lab.settle()  # what radiusd journaled is in the registry before the test reads it
             entry = lab.store.decisions(device.id, limit=1)[0]
             assert (entry.outcome, entry.vlan) == (Outcome.QUARANTINE, 999)
             assert entry.context.nas_identifier == NAS_ID

@@ -64,6 +64,7 @@ def radclient_disconnect(port: int, secret: str, **attributes: str) -> subproces
 def test_device_authenticates_through_hostapd_is_disconnected_and_comes_back(
         lab: Lab, nas: WiredNas, tmp_path: Path) -> None:
     dev_id = device_id(lab, "SN-1001")
+    lab.settle()  # what radiusd journaled is in the registry before the test reads it
     seen = len(lab.store.decisions(dev_id, limit=1000))
     with device(lab, nas, "SN-1001", tmp_path / "dev") as sup:
         start = time.monotonic()
@@ -74,6 +75,7 @@ def test_device_authenticates_through_hostapd_is_disconnected_and_comes_back(
         accepts = [m for m in nas.radius_messages() if m.name == "Access-Accept"]
         assert [m.text("Tunnel-Private-Group-Id") for m in accepts] == ["30"]
         assert accepts[0].text("User-Name") == "sn-1001.devices.example"
+        lab.settle()  # what radiusd journaled is in the registry before the test reads it
         entries = lab.store.decisions(dev_id, limit=1000)
         assert len(entries) == seen + 1
         assert (entries[0].outcome, entries[0].vlan) == (Outcome.ACCEPT, 30)
@@ -110,6 +112,7 @@ def test_device_authenticates_through_hostapd_is_disconnected_and_comes_back(
             nas.wait_sta_authorized(sup.mac, 5)
             new = [m for m in nas.radius_messages(nas_mark) if m.name == "Access-Accept"]
             assert [m.text("Tunnel-Private-Group-Id") for m in new] == ["30"]
+            lab.settle()  # what radiusd journaled is in the registry before the test reads it
             entries = lab.store.decisions(dev_id, limit=1000)
             assert len(entries) == seen + round_
             assert entries[0].outcome is Outcome.ACCEPT and entries[0].context.calling_station_id == sup.mac
@@ -117,6 +120,7 @@ def test_device_authenticates_through_hostapd_is_disconnected_and_comes_back(
 
 def test_revoked_device_is_rejected_at_hostapd(lab: Lab, nas: WiredNas, tmp_path: Path) -> None:
     dev_id = device_id(lab, "SN-4004")
+    lab.settle()  # what radiusd journaled is in the registry before the test reads it
     seen = len(lab.store.decisions(dev_id, limit=1000))
     with device(lab, nas, "SN-4004", tmp_path / "dev") as sup:
         nas.wait_log("AUTH_PAE entering state HELD", 15)
@@ -124,6 +128,7 @@ def test_revoked_device_is_rejected_at_hostapd(lab: Lab, nas: WiredNas, tmp_path
         assert "[AUTHORIZED]" not in nas.sta_list().get(mac_colon(sup.mac), {}).get("flags", "")
         # the policy rejects after the TLS handshake, so wpa_supplicant discards the EAP-Failure (reference §9.6)
         assert EAP_SUCCESS not in sup.log_text()
+        lab.settle()  # what radiusd journaled is in the registry before the test reads it
         entries = lab.store.decisions(dev_id, limit=1000)
         assert len(entries) == seen + 1
         assert entries[0].outcome is Outcome.REJECT and "revoked" in entries[0].reasons[0]

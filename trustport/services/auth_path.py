@@ -104,9 +104,10 @@ class JournalSessions:
         self.journal.session(device_id, context, vlan, segment, now, acct_session_id)
 
     def accounting(self, kind: str, context: NetworkContext, acct_session_id: str | None, now: datetime) -> Any:
-        # A Stop (or the NAS's Accounting-On/Off) must find the session its Accept opened: the journal first. Start
-        # and Interim-Update need not wait (one that finds no session opens it; the journaled Accept then updates it).
-        if kind in ("Stop", "Accounting-On", "Accounting-Off"):
+        # A Start, a Stop or the NAS's Accounting-On/Off must find the session its Accept opened: the journal first
+        # (once per session). An Interim-Update, the frequent one, does not wait: one that finds no session opens it,
+        # and the journaled Accept then updates it.
+        if kind != "Interim-Update":
             self.journal.drain()
         return self.sessions.accounting(kind, context, acct_session_id, now)
 
