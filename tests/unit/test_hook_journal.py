@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from policy.model import CertKind, DeviceKey, LifecycleState, Outcome
+from policy.model import CertKind, DeviceKey, DeviceRecord, LifecycleState, Outcome
 from policy.x509facts import facts_from_certificate
 from radius_hooks.hook import Hook
 from tests.pki_fixtures import NOW, DevicePki
@@ -26,6 +26,14 @@ def _start(settings: Path) -> tuple[Hook, FakeRadiusd]:
     return hook, radiusd
 
 
+def _operational(operator: SqlDeviceStore, pki: DevicePki) -> DeviceRecord:
+    """The test PKI's LDevID device, registered operational in production (bound to its certificate)."""
+    facts = facts_from_certificate(pki.devices["ldevid-ok"].cert)
+    assert facts.device_serial
+    return operator.add_device(DeviceKey(facts.issuer, facts.device_serial), state=LifecycleState.OPERATIONAL,
+                               now=NOW, segment="production", facts=facts)
+
+
 def _journal_lines(directory: Path) -> list[dict[str, object]]:
     return [json.loads(line) for path in sorted(directory.glob("journal-*.jsonl"))
             for line in path.read_bytes().splitlines() if line]
@@ -35,10 +43,7 @@ def test_the_decision_is_on_disk_before_the_answer_and_applied_once(pki: DeviceP
     hook, _ = _start(write_settings(pki, tmp_path))
     registry = tmp_path / "registry.sqlite"
     with SqlDeviceStore(f"sqlite:///{registry}") as operator:
-        facts = facts_from_certificate(pki.devices["ldevid-ok"].cert)
-        assert facts.device_serial
-        device = operator.add_device(DeviceKey(facts.issuer, facts.device_serial), state=LifecycleState.OPERATIONAL,
-                                     now=NOW, segment="production", facts=facts)
+        device = _operational(operator, pki)
         blocker = sqlite3.connect(registry, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # nothing can be written to the registry now
         try:
@@ -117,10 +122,7 @@ def test_a_session_opened_on_a_decision_older_than_an_action_is_reevaluated(pki:
     registry = tmp_path / "registry.sqlite"
     request = valid_request(pki, "ldevid-ok", "ldevid")
     with SqlDeviceStore(f"sqlite:///{registry}") as operator:
-        facts = facts_from_certificate(pki.devices["ldevid-ok"].cert)
-        assert facts.device_serial
-        device = operator.add_device(DeviceKey(facts.issuer, facts.device_serial), state=LifecycleState.OPERATIONAL,
-                                     now=NOW, segment="production", facts=facts)
+        device = _operational(operator, pki)
         assert hook.check_eap_tls(request)[0] == UPDATED  # type: ignore[index]
         hook.post_auth(request)
         hook.settle()
@@ -149,10 +151,7 @@ def test_an_accounting_stop_finds_the_session_its_accept_journaled(pki: DevicePk
     journal._thread.join()
     request = valid_request(pki, "ldevid-ok", "ldevid")
     with SqlDeviceStore(f"sqlite:///{tmp_path / 'registry.sqlite'}") as operator:
-        facts = facts_from_certificate(pki.devices["ldevid-ok"].cert)
-        assert facts.device_serial
-        device = operator.add_device(DeviceKey(facts.issuer, facts.device_serial), state=LifecycleState.OPERATIONAL,
-                                     now=NOW, segment="production", facts=facts)
+        device = _operational(operator, pki)
         assert hook.check_eap_tls(request)[0] == UPDATED  # type: ignore[index]
         hook.post_auth(request)
         sessions = SqlSessionStore(operator)
