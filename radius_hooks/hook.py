@@ -406,8 +406,7 @@ class Hook:
             self._remember_reject(_serial_of(pairs), context)  # post_auth must not log it again as a TLS failure
             self._count(Outcome.REJECT.value)
             return self.radiusd.RLM_MODULE_REJECT
-        cache = self.runtime.cache if self.runtime is not None else None
-        decided_at = cache.applied if cache is not None else -1  # what follows reads data at least this new
+        decided_at = self.runtime.generation() if self.runtime is not None else -1  # what follows reads at least this
         result = self.authorizer.authorize(facts, context, now)
         self._touch_server()
         decision = result.decision
@@ -491,13 +490,9 @@ class Hook:
         if accepted is None:
             return  # not an authentication this process decided (nothing verified to record)
         _, device_id, decision, decided_at = accepted
-        journal = self.runtime.journal if self.runtime is not None else None
-        if journal is not None:  # with the generation it was decided on: see Journal.session
-            journal.session(device_id, context, decision.vlan, decision.segment, self.clock(),
-                            pairs.first("Acct-Session-Id"), decided_at=decided_at)
-        else:
-            self.authorizer.sessions.authenticated(device_id, context, decision.vlan, decision.segment, self.clock(),
-                                                   pairs.first("Acct-Session-Id"))
+        if self.runtime is not None:
+            self.runtime.session_opened(device_id, context, decision.vlan, decision.segment, self.clock(),
+                                        pairs.first("Acct-Session-Id"), decided_at)
 
     def accounting(self, p: Any) -> int:
         """RADIUS accounting (Start/Interim-Update/Stop/On/Off) keeps the session table current.
@@ -532,12 +527,8 @@ class Hook:
     def settle(self) -> None:
         """Apply what the journal holds and read the change feed now (tests and benches that read the registry
         right after an authentication; radiusd never calls this)."""
-        runtime = self.runtime
-        if runtime is not None:
-            if runtime.journal is not None:
-                runtime.journal.drain()
-            if runtime.cache is not None:
-                runtime.cache.refresh()
+        if self.runtime is not None:
+            self.runtime.settle()
 
     def detach(self, p: Any) -> int:
         if self.counters is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,6 @@ from policy.model import (
     DeviceKey,
     DeviceRecord,
     NetworkContext,
-    VerifiedCertificate,
 )
 from trustport.services.authorize import BOUND
 from trustport.services.registry_cache import RegistryCache
@@ -49,9 +48,6 @@ class HookReads:
     def find_device(self, key: DeviceKey) -> DeviceRecord | None:
         return self.cache.find_device(key) if self.cache is not None else self.store.find_device(key)
 
-    def register_pending(self, key: DeviceKey, facts: CertificateFacts, kind: CertKind, now: datetime) -> DeviceRecord:
-        return self.store.register_pending(key, facts, kind, now)
-
     def append_decision(self, entry: DecisionLogEntry, seen: CertificateFacts | None = None,
                         audit: AuditNote | None = None, *, kind: CertKind | None = None) -> None:
         if self.journal is not None and not (audit is not None and audit.action == BOUND and seen is not None):
@@ -64,11 +60,6 @@ class HookReads:
             self.cache.forget(entry.device_id)
             self.store.barrier(f"binding device id {entry.device_id} to its certificate")
 
-    def last_certificate(self, device_id: int) -> VerifiedCertificate | None:
-        return self.store.last_certificate(device_id)
-
-    def close(self) -> None:
-        self.store.close()
 
 
 class CachedAttestations:
@@ -84,9 +75,6 @@ class CachedAttestations:
     def latest_accepted(self, device_id: int) -> StoredAttestation | None:
         return self.cache.latest_accepted(device_id)
 
-    def results(self, device_id: int, limit: int = 20) -> Sequence[StoredAttestation]:
-        return self.store.results(device_id, limit)
-
 
 class JournalSessions:
     """Sessions: an Access-Accept's into the journal; accounting to the registry, after the journal is applied (a
@@ -100,8 +88,8 @@ class JournalSessions:
         return getattr(self.sessions, name)
 
     def authenticated(self, device_id: int | None, context: NetworkContext, vlan: int | None, segment: str | None,
-                      now: datetime, acct_session_id: str | None = None) -> None:
-        self.journal.session(device_id, context, vlan, segment, now, acct_session_id)
+                      now: datetime, acct_session_id: str | None = None, *, decided_at: int = -1) -> None:
+        self.journal.session(device_id, context, vlan, segment, now, acct_session_id, decided_at=decided_at)
 
     def accounting(self, kind: str, context: NetworkContext, acct_session_id: str | None, now: datetime) -> Any:
         # A Start, a Stop or the NAS's Accounting-On/Off must find the session its Accept opened: the journal first
@@ -133,6 +121,28 @@ class HookRuntime:
         self.attestations: SqlAttestationStore | CachedAttestations = SqlAttestationStore(self.store)
         if self.cache is not None:
             self.attestations = CachedAttestations(self.attestations, self.cache)
+
+    def generation(self) -> int:
+        """The registry generation the cache has applied (-1 without a cache): a decision taken now reads data at
+        least this new."""
+        return self.cache.applied if self.cache is not None else -1
+
+    def session_opened(self, device_id: int | None, context: NetworkContext, vlan: int | None, segment: str | None,
+                       now: datetime, acct_session_id: str | None, decided_at: int) -> None:
+        """An Access-Accept went out: its session, journaled with the generation it was decided on (see
+        ``Journal.session``), or written to the registry without a journal."""
+        if isinstance(self.sessions, JournalSessions):
+            self.sessions.authenticated(device_id, context, vlan, segment, now, acct_session_id, decided_at=decided_at)
+        else:
+            self.sessions.authenticated(device_id, context, vlan, segment, now, acct_session_id)
+
+    def settle(self) -> None:
+        """Apply the journal and read the change feed now (for tests and benches that read the registry right after
+        an authentication)."""
+        if self.journal is not None:
+            self.journal.drain()
+        if self.cache is not None:
+            self.cache.refresh()
 
     def same_as(self, settings: HookSettings) -> bool:
         """Whether these settings would build the same runtime (a policy reload keeps it)."""
