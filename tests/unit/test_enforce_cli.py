@@ -302,3 +302,20 @@ def test_the_worker_applies_the_journal_of_a_radiusd_that_is_gone(config_file: P
         assert ports == {"7", "9"}
     finally:
         store.close()
+
+
+def test_radius_journal_and_caches_say_plainly_what_they_find(config_file: Path) -> None:
+    """No journal yet: nothing pending, no error. A rejected record (or a garbage line in rejected.jsonl): counted,
+    exit 1. The journal off in the config: a clear error, not a traceback. No radiusd: no cache, said so."""
+    directory = config_file.parent / "journal"
+    out = run(config_file, "radius", "journal")
+    assert "0 file(s), 0 byte(s)" in out.output
+    directory.mkdir(exist_ok=True)
+    (directory / "rejected.jsonl").write_bytes(b'{"journal": "j", "error": "x"}\n\x00\xff not json\n\n')
+    out = run(config_file, "radius", "journal", "--json", code=1)
+    assert '"rejected": 2' in out.stdout
+    assert "no hook has a registry cache" in run(config_file, "radius", "caches").output
+    text = config_file.read_text() + "auth_path: {journal: false}\n"
+    config_file.write_text(text)
+    out = run(config_file, "radius", "journal", code=1)
+    assert "auth_path.journal is off" in out.output and "Traceback" not in out.output
